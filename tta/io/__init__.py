@@ -1,0 +1,174 @@
+"""Scene I/O: the one place in the toolkit that opens files.
+
+A *scene spec* names what to read:
+
+* ``scene.h5`` or ``scene.h5#3`` - PanCollection HDF5 (sample 3, 0-based);
+* ``scene.mat`` - MATLAB file with ``I_MS_LR`` and ``I_PAN`` (v5 or v7.3);
+* ``ms.tif+pan.tif`` - GeoTIFF pair; the last file is PAN, the ones before it are MS files
+  stacked band-wise in order (``B2.tif+B3.tif+B4.tif+B5.tif+B8.tif`` for Landsat 8);
+* ``scene.yaml`` - a manifest ``{ms: FILE or [FILES], pan: FILE, sensor: NAME}`` for GeoTIFFs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from tta.errors import InputError
+from tta.io.atomic import atomic_output, check_output_path
+from tta.io.geotiff import read_geotiff_pair, write_geotiff, write_scene_geotiff
+from tta.io.h5 import count_h5, iter_h5, read_h5, write_h5
+from tta.io.mat import read_mat
+from tta.io.scene import Scene
+from tta.sensors import Sensor
+
+__all__ = [
+    "Scene",
+    "SceneSpec",
+    "atomic_output",
+    "check_output_path",
+    "count_scenes",
+    "iter_scenes",
+    "parse_spec",
+    "read_geotiff_pair",
+    "read_h5",
+    "read_mat",
+    "read_scene",
+    "write_fused",
+    "write_geotiff",
+    "write_h5",
+    "write_scene_geotiff",
+]
+
+_H5 = (".h5", ".hdf5", ".he5")
+_TIF = (".tif", ".tiff")
+_YAML = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A parsed scene spec: its format, files (MS first, PAN last for GeoTIFF) and index."""
+
+    kind: str  # "h5" | "mat" | "geotiff"
+    files: tuple[Path, ...]
+    index: int | None = None
+    sensor: str | None = None
+    max_value: float | None = None
+
+
+def _manifest(path: Path) -> SceneSpec:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise InputError(f"{path}: not valid YAML") from None
+    if not isinstance(data, dict) or "pan" not in data or "ms" not in data:
+        raise InputError(f"{path}: a scene manifest needs keys 'ms' and 'pan'")
+    ms = data["ms"] if isinstance(data["ms"], list) else [data["ms"]]
+    files = tuple((path.parent / str(p)) for p in [*ms, data["pan"]])
+    max_value = data.get("max_value")
+    return SceneSpec("geotiff", files, sensor=data.get("sensor"),
+                     max_value=None if max_value is None else float(max_value))
+
+
+def parse_spec(spec: str | Path) -> SceneSpec:
+    """Parse a scene spec (see the module docstring).
+
+    Raises:
+        InputError: Unknown extension or malformed index.
+    """
+    text = str(spec)
+    if "+" in text and all(p.lower().endswith(_TIF) for p in text.split("+")):
+        parts = tuple(Path(p) for p in text.split("+"))
+        if len(parts) < 2:
+            raise InputError(f"{text}: a GeoTIFF scene needs MS file(s) and a PAN file")
+        return SceneSpec("geotiff", parts)
+    index = None
+    if "#" in text:
+        text, _, idx = text.rpartition("#")
+        try:
+            index = int(idx)
+        except ValueError:
+            raise InputError(f"{spec}: sample index after '#' must be an integer") from None
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix in _H5:
+        return SceneSpec("h5", (path,), index)
+    if index is not None:
+        raise InputError(f"{spec}: '#K' sample selection applies to h5 files only")
+    if suffix == ".mat":
+        return SceneSpec("mat", (path,))
+    if suffix in _YAML:
+        return _manifest(path)
+    if suffix in _TIF:
+        raise InputError(f"{spec}: a GeoTIFF scene is a pair: give MS.tif+PAN.tif")
+    raise InputError(
+        f"{spec}: unrecognised scene format (expected .h5, .mat, MS.tif+PAN.tif or a .yaml "
+        "manifest)"
+    )
+
+
+def read_scene(
+    spec: str | Path,
+    *,
+    sensor: str | Sensor | None = None,
+    max_value: float | None = None,
+) -> Scene:
+    """Read one scene from a scene spec; ``sensor``/``max_value`` override the file's."""
+    parsed = parse_spec(spec)
+    sensor = sensor if sensor is not None else parsed.sensor
+    max_value = max_value if max_value is not None else parsed.max_value
+    if parsed.kind == "h5":
+        return read_h5(parsed.files[0], parsed.index, sensor=sensor, max_value=max_value)
+    if parsed.kind == "mat":
+        return read_mat(parsed.files[0], sensor=sensor, max_value=max_value)
+    return read_geotiff_pair(parsed.files[:-1], parsed.files[-1], sensor=sensor,
+                             max_value=max_value)
+
+
+def iter_scenes(
+    spec: str | Path,
+    *,
+    sensor: str | Sensor | None = None,
+    max_value: float | None = None,
+) -> Iterator[Scene]:
+    """Iterate over every scene a spec names (all samples of an h5 file without ``#K``)."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "h5" and parsed.index is None:
+        yield from iter_h5(parsed.files[0], sensor=sensor, max_value=max_value)
+    else:
+        yield read_scene(spec, sensor=sensor, max_value=max_value)
+
+
+def count_scenes(spec: str | Path) -> int:
+    """How many scenes :func:`iter_scenes` yields for a spec."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "h5" and parsed.index is None:
+        return count_h5(parsed.files[0])
+    return 1
+
+
+def write_fused(
+    path: str | Path,
+    scene: Scene,
+    fused: np.ndarray,
+    *,
+    dtype: str = "uint16",
+    overwrite: bool = False,
+) -> Path:
+    """Write a fused ``(C, H, W)`` product in DN, by extension: ``.h5`` or ``.tif``.
+
+    The h5 output holds the scene's inputs plus dataset ``fused``; the GeoTIFF holds the fused
+    bands on the PAN grid with the scene's georeferencing and nodata.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in _H5:
+        return write_h5(path, scene, fused=fused, overwrite=overwrite)
+    if suffix in _TIF:
+        return write_geotiff(path, fused, scene, dtype=dtype, overwrite=overwrite)
+    raise InputError(f"{path}: output must end in .h5 or .tif")
