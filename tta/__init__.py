@@ -6,13 +6,14 @@ Light on import: the public names of :mod:`tta.api` load on first attribute acce
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    from tta import api
+    api = importlib.import_module("tta.api")
 
     if name in api.__all__:
         return getattr(api, name)
@@ -20,6 +21,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    from tta import api
+    api = importlib.import_module("tta.api")
 
     return sorted([*globals(), *api.__all__])

@@ -8,7 +8,7 @@ from tta.cli.options import (
     max_value_option,
     output_option,
     overwrite_option,
-    progress_enabled,
+    progress,
     sensor_option,
 )
 
@@ -34,8 +34,6 @@ def command(
     reduction; the original MS becomes the reference `gt`. Every sample of a multi-sample h5
     file is degraded unless SCENE names one (FILE.h5#K).
     """
-    from tqdm import tqdm
-
     from tta.errors import InputError
     from tta.io import check_output_path, count_scenes, iter_scenes, parse_spec, write_h5
     from tta.physics import degrade_scene
@@ -45,7 +43,7 @@ def command(
     check_output_path(output, parse_spec(scene).files, overwrite=overwrite)
     total = count_scenes(scene)
     degraded = []
-    bar = tqdm(total=total, desc="degrade", unit="scene", disable=not progress_enabled(ctx))
+    bar = progress(ctx, total=total, desc="degrade", unit="scene")
     with bar:
         for s in iter_scenes(scene, sensor=sensor, max_value=max_value):
             degraded.append(degrade_scene(s))

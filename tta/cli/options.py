@@ -29,7 +29,9 @@ overwrite_option = click.option(
 )
 
 
-def progress_enabled(ctx: click.Context) -> bool:
-    """Progress bars unless -q was given."""
-    root = ctx.find_root()
-    return not (root.obj or {}).get("quiet", False)
+def progress(ctx: click.Context, **kwargs):
+    """A tqdm bar on stderr: off with -q, and off when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    return tqdm(disable=True if quiet else None, **kwargs)

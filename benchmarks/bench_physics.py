@@ -1,0 +1,100 @@
+"""Time the physics operators (MTF filter, Wald degradation, interp23tap, coregistration).
+
+Usage::
+
+    python benchmarks/bench_physics.py [--device cpu|cuda] [--threads 2] [--sizes 512 2048]
+
+Writes ``benchmarks/results/<date>-<device>/physics.{json,md}``. Times are medians over
+repeats after a warm-up; CUDA timings synchronise before reading the clock. Inputs are random
+DN-like images (the operators are data-independent in cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from tta.physics import coregistration_phases, decimate, interp23tap, mtf_filter, pan_downsample
+from tta.sensors import get_sensor
+
+
+def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def run(device: torch.device, sizes: list[int], repeats: int) -> list[dict]:
+    sensor = get_sensor("WV3")
+    r = sensor.ratio
+    rows = []
+    for size in sizes:
+        g = torch.Generator().manual_seed(0)
+        hrms = (torch.rand(1, 8, size, size, generator=g) * 2047).to(device)
+        pan = (torch.rand(1, 1, size, size, generator=g) * 2047).to(device)
+        lrms = (torch.rand(1, 8, size // r, size // r, generator=g) * 2047).to(device)
+        cases = {
+            "mtf_filter (8 bands, 41x41)": lambda: mtf_filter(hrms, sensor.mtf_ms, r),
+            "Wald degradation MS+PAN": lambda: (decimate(mtf_filter(hrms, sensor.mtf_ms, r), r),
+                                                pan_downsample(pan, r)),
+            "interp23tap x4 (8 bands)": lambda: interp23tap(lrms, r),
+            "coregistration phases": lambda: coregistration_phases(lrms, pan, sensor.mtf_ms, r),
+        }
+        with torch.inference_mode():
+            for name, fn in cases.items():
+                t = _time(fn, device, repeats)
+                rows.append({"op": name, "size": f"{size}x{size}x8", "seconds": t})
+                print(f"{name:32s} {size:5d}^2  {t * 1000:9.2f} ms", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows = run(device, args.sizes, args.repeats)
+    today = dt.date.today().isoformat()
+    name = device_name(device)
+    folder = Path(args.out) / f"{today}-{device.type}"
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"date": today, "device": name, "torch": torch.__version__, "rows": rows}
+    (folder / "physics.json").write_text(json.dumps(meta, indent=2) + "\n")
+    lines = [f"Physics operators — {name}, torch {torch.__version__}, {today}", "",
+             "| operator | size (PAN scale) | median time |", "| --- | --- | --- |"]
+    lines += [f"| {r['op']} | {r['size']} | {r['seconds'] * 1000:.1f} ms |" for r in rows]
+    (folder / "physics.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {folder}/physics.md")
+
+
+if __name__ == "__main__":
+    main()
