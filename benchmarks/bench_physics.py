@@ -48,6 +48,16 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+def _cases(hrms, pan, lrms, gains, r) -> dict[str, Callable[[], object]]:
+    return {
+        "mtf_filter (8 bands, 41x41)": lambda: mtf_filter(hrms, gains, r),
+        "Wald degradation MS+PAN": lambda: (decimate(mtf_filter(hrms, gains, r), r),
+                                            pan_downsample(pan, r)),
+        "interp23tap x4 (8 bands)": lambda: interp23tap(lrms, r),
+        "coregistration phases": lambda: coregistration_phases(lrms, pan, gains, r),
+    }
+
+
 def run(device: torch.device, sizes: list[int], repeats: int) -> list[dict]:
     sensor = get_sensor("WV3")
     r = sensor.ratio
@@ -57,13 +67,7 @@ def run(device: torch.device, sizes: list[int], repeats: int) -> list[dict]:
         hrms = (torch.rand(1, 8, size, size, generator=g) * 2047).to(device)
         pan = (torch.rand(1, 1, size, size, generator=g) * 2047).to(device)
         lrms = (torch.rand(1, 8, size // r, size // r, generator=g) * 2047).to(device)
-        cases = {
-            "mtf_filter (8 bands, 41x41)": lambda: mtf_filter(hrms, sensor.mtf_ms, r),
-            "Wald degradation MS+PAN": lambda: (decimate(mtf_filter(hrms, sensor.mtf_ms, r), r),
-                                                pan_downsample(pan, r)),
-            "interp23tap x4 (8 bands)": lambda: interp23tap(lrms, r),
-            "coregistration phases": lambda: coregistration_phases(lrms, pan, sensor.mtf_ms, r),
-        }
+        cases = _cases(hrms, pan, lrms, sensor.mtf_ms, r)
         with torch.inference_mode():
             for name, fn in cases.items():
                 t = _time(fn, device, repeats)
