@@ -13,45 +13,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import platform
-import statistics
-import time
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import device_name, median_time, result_folder, write_results  # noqa: E402
+
 from tta.physics import coregistration_phases, decimate, interp23tap, mtf_filter, pan_downsample
 from tta.sensors import get_sensor
-
-
-def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def _cases(hrms, pan, lrms, gains, r) -> dict[str, Callable[[], object]]:
@@ -76,7 +48,7 @@ def run(device: torch.device, sizes: list[int], repeats: int) -> list[dict]:
         cases = _cases(hrms, pan, lrms, sensor.mtf_ms, r)
         with torch.inference_mode():
             for name, fn in cases.items():
-                t = _time(fn, device, repeats)
+                t = median_time(fn, device, repeats)
                 rows.append({"op": name, "size": f"{size}x{size}x8", "seconds": t})
                 print(f"{name:32s} {size:5d}^2  {t * 1000:9.2f} ms", flush=True)
     return rows
@@ -95,16 +67,11 @@ def main() -> None:
     rows = run(device, args.sizes, args.repeats)
     today = dt.date.today().isoformat()
     name = device_name(device)
-    folder = Path(args.out) / f"{today}-{device.type}"
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"date": today, "device": name, "torch": torch.__version__, "rows": rows}
-    (folder / "physics.json").write_text(json.dumps(meta, indent=2) + "\n")
     lines = [f"Physics operators — {name}, torch {torch.__version__}, {today}", "",
              "| operator | size (PAN scale) | median time |", "| --- | --- | --- |"]
     lines += [f"| {r['op']} | {r['size']} | {r['seconds'] * 1000:.1f} ms |" for r in rows]
-    (folder / "physics.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {folder}/physics.md")
-
+    write_results(result_folder(device, Path(args.out)), "physics", meta, lines)
 
 if __name__ == "__main__":
     main()

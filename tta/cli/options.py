@@ -35,3 +35,11 @@ def progress(ctx: click.Context, **kwargs):
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     return tqdm(disable=True if quiet else None, **kwargs)
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda[:N]",
+    help="Torch device; auto uses CUDA when present.",
+)
