@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from tta.errors import InputError, OutputError, SensorError, TtaError
+from tta.evaluate import evaluate
 from tta.io import (
     Scene,
     iter_scenes,
@@ -40,6 +41,7 @@ __all__ = [
     "coregistration_phases",
     "decimate",
     "degrade_scene",
+    "evaluate",
     "get_sensor",
     "interp23tap",
     "iter_scenes",
