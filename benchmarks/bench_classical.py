@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import device_name, result_folder, sync, write_results  # noqa: E402
-from tta.classical import fuse_scene, list_methods  # noqa: E402
 
-from tta.evaluate import evaluate  # noqa: E402
+from tta.classical import fuse_scene, list_methods  # noqa: E402
+from tta.evaluation import evaluate  # noqa: E402
 from tta.io import iter_scenes  # noqa: E402
 from tta.physics import degrade_scene  # noqa: E402
 

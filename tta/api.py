@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from tta.errors import InputError, OutputError, SensorError, TtaError
-from tta.evaluate import evaluate
+from tta.evaluation import evaluate
 from tta.io import (
     Scene,
     iter_scenes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tta.cli.options import device_option, max_value_option, sensor_option
-from tta.evaluate import BETTER, FR_KEYS, RR_KEYS
+from tta.evaluation import BETTER, FR_KEYS, RR_KEYS
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
@@ -49,7 +49,7 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
         raise InputError(f"{fused}: a GeoTIFF product carries no inputs; give --scene SCENE")
     if max_value is not None and not scene_spec:
         scene = scene.with_(max_value=max_value)
-    from tta.evaluate import evaluate
+    from tta.evaluation import evaluate
 
     scores = evaluate(scene, image, protocol, device)
     click.echo(f"{fused} ({scene.sensor.name}, scene {scene.source})")
