@@ -52,7 +52,7 @@ def test_fuse_geotiff_keeps_georeferencing(real_file, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--method", "nosuch"], "unknown method"),
+    (["--method", "nosuch"], "known: exp, "),
     (["--method", "gsa", "-o", "{src}"], "is an input"),
     (["--method", "gsa", "-o", "{tmp}/x.png"], "must end in .h5 or .tif"),
 ])
