@@ -1,7 +1,53 @@
-"""Pretrained pansharpening architectures, model cards and weights (the model zoo).
+"""Pretrained pansharpening architectures and their checkpoint registry (the model zoo).
 
-Populated by the zoo work; shipped as its own top-level package so weights and cards travel
-with the wheel.
+Every model is a :class:`PansharpeningNet` with ``forward(ms, pan, lms) -> hrms`` on images
+divided by the sensor's max value (see :mod:`pretrained._base`). Architectures (one file each,
+following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``dicnn``,
+``msdcnn``. No weights are shipped; :func:`load` reads a checkpoint from a path::
+
+    import pretrained
+    pretrained.list_models()          # ['dicnn', 'fusionnet', 'msdcnn', 'pannet', 'pnn']
+    net = pretrained.load("fusionnet", weights="path/to/wv3/fusionnet.pth", sensor="WV3")
 """
 
-__all__: list[str] = []
+from pretrained._base import PansharpeningNet
+from pretrained.registry import (
+    WeightsRecord,
+    create_model,
+    find_weights_record,
+    is_model,
+    list_models,
+    list_weights,
+    load,
+    load_state_dict,
+    model_class,
+    register_model,
+    register_weights,
+)
+
+# Importing the architecture modules registers them.
+from pretrained.dicnn import DiCNN  # noqa: E402  isort: skip
+from pretrained.fusionnet import FusionNet  # noqa: E402  isort: skip
+from pretrained.msdcnn import MSDCNN  # noqa: E402  isort: skip
+from pretrained.pannet import PanNet  # noqa: E402  isort: skip
+from pretrained.pnn import PNN  # noqa: E402  isort: skip
+
+__all__ = [
+    "MSDCNN",
+    "PNN",
+    "DiCNN",
+    "FusionNet",
+    "PanNet",
+    "PansharpeningNet",
+    "WeightsRecord",
+    "create_model",
+    "find_weights_record",
+    "is_model",
+    "list_models",
+    "list_weights",
+    "load",
+    "load_state_dict",
+    "model_class",
+    "register_model",
+    "register_weights",
+]
