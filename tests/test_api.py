@@ -5,7 +5,8 @@ from tta import api
 
 PUBLIC = {
     "InputError", "OutputError", "Scene", "Sensor", "SensorError", "TtaError",
-    "coregistration_phases", "decimate", "degrade_scene", "evaluate", "get_sensor", "interp23tap",
+    "coregistration_phases", "decimate", "degrade_scene", "evaluate", "fuse_scene",
+    "list_methods", "pansharpen", "get_sensor", "interp23tap",
     "iter_scenes", "list_sensors", "local_correlation", "mtf_filter", "mtf_kernels",
     "pan_downsample", "read_scene", "write_fused", "write_geotiff", "write_h5",
 }

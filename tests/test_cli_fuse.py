@@ -12,8 +12,6 @@ from click.testing import CliRunner
 from tta.cli import cli
 from tta.io import read_scene
 
-pytest.importorskip("tta.classical", reason="classical methods not installed yet")
-
 
 def run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
 from tta.io import (
@@ -42,14 +43,17 @@ __all__ = [
     "decimate",
     "degrade_scene",
     "evaluate",
+    "fuse_scene",
     "get_sensor",
     "interp23tap",
     "iter_scenes",
+    "list_methods",
     "list_sensors",
     "local_correlation",
     "mtf_filter",
     "mtf_kernels",
     "pan_downsample",
+    "pansharpen",
     "read_scene",
     "write_fused",
     "write_geotiff",

@@ -28,7 +28,9 @@ def interp23tap_kernel(*, device: torch.device | str | None = None,
 
     Returns:
         Tensor ``(23,)``; the centre tap is 1, the other even offsets are 0 (an interpolating
-        filter), and the taps sum to 2 (unit gain after zero insertion).
+        filter), and the taps sum to 2 up to the toolbox's
+        truncated coefficients (the odd taps sum to 1 - 4e-10), i.e. unit gain after zero
+        insertion.
 
     Reference:
         Toolbox ``interp23tap.m`` (a Cohen-Daubechies-Feauveau 9/7-derived half-band filter).
