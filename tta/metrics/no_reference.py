@@ -235,6 +235,13 @@ def hqnr(ms_up: Any, pan: Any, fused: Any, gnyq: Gains, ratio: int, block_size: 
 
 
 # ----------------------------------------------------------------------------- reprojection
+def xcorr_field(x: Tensor, y: Tensor, half_width: float) -> Tensor:
+    """The field of :func:`local_cross_correlation` in the inputs' own dtype (no float64
+    conversion, no checks): for losses, where float32 speed matters more than the last
+    digits. ``x``, ``y`` are ``(B, C, H, W)`` of the same shape."""
+    return _xcorr(x, y, half_width)
+
+
 def _xcorr(x: Tensor, y: Tensor, half_width: float) -> Tensor:
     """Cross-correlation field of ``local_cross_correlation.m`` on float64 tensors."""
     w = math.ceil(half_width)

@@ -1,0 +1,148 @@
+"""``tta adapt``: adapt a pretrained network to a scene (no ground truth) and fuse it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tta.cli.options import device_option, max_value_option, overwrite_option, sensor_option
+
+ADAPTER_CHOICES = ["ft", "cat", "swift", "full", "mapper", "none"]
+SAMPLER_CHOICES = ["swift", "fps", "kmeans", "random"]
+
+
+def _default_output(target: str, model: str, adapter: str) -> str:
+    stem = Path(target.split("+")[0].split("#")[0]).stem
+    tag = Path(model).stem if model.endswith((".pth", ".pt")) else model.replace(":", "-")
+    return f"{stem}_{tag}_{adapter}.h5"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+@click.command("adapt")
+@click.option("--model", "-m", "model_spec", required=True, metavar="NAME|FILE",
+              help="Architecture (with --weights), NAME:SENSOR of our zoo, or a checkpoint.")
+@click.option("--weights", "-w", default=None, metavar="FILE",
+              help="Checkpoint file for --model ARCH (e.g. a DLPan-Toolbox .pth).")
+@click.option("--target", "-t", required=True, metavar="SCENE",
+              help="Scene to adapt to and fuse (see `tta --help` for scene forms).")
+@click.option("-o", "--output", default=None, metavar="OUT",
+              help="Fused product (.h5 or .tif); default SCENE_MODEL_ADAPTER.h5 here.")
+@click.option("--adapter", "-a", type=click.Choice(ADAPTER_CHOICES), default=None,
+              help="What adapts (default ft).")
+@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default=None,
+              help="Patch selection (default swift).")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of patches to train on (default 0.03).")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="Optimiser steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default per adapter).")
+@click.option("--patch", type=click.IntRange(min=8), default=None,
+              help="Training patch side, PAN pixels.")
+@click.option("--seed", type=int, default=None, help="Seed (default 0).")
+@click.option("--config", "config_path", default=None, metavar="CFG.yaml",
+              help="YAML of adaptation settings; options given here override it.")
+@click.option("--interface", default=None, metavar="MODULE",
+              help="Module to adapt at (overrides the automatic decomposition).")
+@click.option("--report", "report_path", default=None, metavar="REPORT.json",
+              help="Write the run report (timings, patches, loss curve, metrics).")
+@click.option("--save-adapter", "adapter_path", default=None, metavar="FILE.pt",
+              help="Save the trained adapter (small state file).")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also fuse by direct transfer and score both (FR; RR when gt exists).")
+@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
+              show_default=True, help="GeoTIFF sample type (h5 is always float32).")
+@sensor_option
+@max_value_option
+@device_option
+@overwrite_option
+@click.pass_context
+def command(ctx: click.Context, model_spec: str, weights: str | None, target: str,
+            output: str | None, adapter: str | None, sampler: str | None,
+            fraction: float | None, steps: int | None, lr: float | None, patch: int | None,
+            seed: int | None, config_path: str | None, interface: str | None,
+            report_path: str | None, adapter_path: str | None, compare: bool, dtype: str,
+            sensor: str | None, max_value: float | None, device: str,
+            overwrite: bool) -> None:
+    """Adapt a pretrained model to the target scene and fuse the whole scene.
+
+    Trains a small adapter on a few selected patches with physics-aware unsupervised losses
+    (no ground truth), then fuses every tile. Example:
+
+        tta adapt --model fusionnet --weights wv3/fusionnet.pth --target wv2.h5 -o out.h5
+    """
+    import time
+
+    from tta.engine import AdaptConfig, adapt_scene
+    from tta.errors import InputError
+    from tta.io import check_output_path, parse_spec, read_scene, write_fused
+    from tta.io.product import write_json
+    from tta.models import resolve_model
+
+    cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
+    cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
+                      patch=patch, seed=seed)
+    out = output or _default_output(target, model_spec, cfg.adapter)
+    if not out.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
+        raise InputError(f"{out}: output must end in .h5 or .tif")
+    inputs = list(parse_spec(target).files)
+    if weights:
+        inputs.append(weights)
+    if config_path:
+        inputs.append(config_path)
+    check_output_path(out, inputs, overwrite=overwrite)
+    for extra in (report_path, adapter_path):
+        if extra:
+            check_output_path(extra, inputs, overwrite=True if extra == report_path
+                              else overwrite)
+
+    t0 = time.perf_counter()
+    scene = read_scene(target, sensor=sensor, max_value=max_value)
+    model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
+    t_load = time.perf_counter() - t0
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    import sys
+
+    result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
+                         compare=compare, progress=not quiet and sys.stderr.isatty())
+    t1 = time.perf_counter()
+    write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
+    report = result.report
+    report["timings"]["load"] = t_load
+    report["timings"]["write"] = time.perf_counter() - t1
+    report["output"] = out
+    if adapter_path:
+        from adapters import save_adapter
+
+        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
+                     meta={"model": model_spec, "weights": weights, "target": target})
+    if report_path:
+        write_json(report_path, report, inputs=inputs)
+
+    tm = report["timings"]
+    dec = report["decomposition"]
+    click.echo(f"model {report['model']['arch']} | interface {dec['mapper']} "
+               f"{tuple(dec['interface_shape'][1:2])}ch, tail {dec['tail']} | adapter "
+               f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
+               f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
+               f"patches ({cfg.sampler})")
+    click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
+               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
+    metrics = report.get("metrics")
+    if metrics:
+        from tta.evaluation import BETTER
+
+        for proto in ("rr", "fr"):
+            d, a = metrics["direct"].get(proto), metrics["adapted"].get(proto)
+            if not d:
+                continue
+            click.echo(f"{proto.upper():<4}{'index':<12}{'direct':>10}{'adapted':>10}")
+            for key in d:
+                arrow = "+" if BETTER.get(key) == "up" else "-"
+                click.echo(f"    {key + ' (' + arrow + ')':<12}{_fmt(d[key]):>10}"
+                           f"{_fmt(a[key]):>10}")
+    click.echo(f"wrote {out}" + (f", report {report_path}" if report_path else "")
+               + (f", adapter {adapter_path}" if adapter_path else ""))

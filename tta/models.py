@@ -1,0 +1,58 @@
+"""Turning a user's ``--model`` / ``--weights`` into a loaded network.
+
+Accepted forms:
+
+* ``ARCH --weights FILE``: a registered architecture (``pretrained.list_models()``) loading a
+  checkpoint file, e.g. a DLPan-Toolbox ``.pth``;
+* ``FILE.pth``: a checkpoint alone; the architecture is recognised from its keys and shapes;
+* ``ARCH[:SENSOR]``: our own shipped weights for that architecture (WV3 by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tta.errors import InputError
+
+__all__ = ["resolve_model"]
+
+
+def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = None) -> nn.Module:
+    """Load the network named by ``spec`` (see the module docstring), in eval mode on CPU.
+
+    Raises:
+        InputError: Unknown architecture, unreadable or unrecognised checkpoint, band count
+            different from ``sensor``'s, or no shipped weights for the name.
+    """
+    import pretrained
+    from pretrained.registry import _guess_arch, _read_checkpoint
+
+    text = str(spec).strip()
+    if not text:
+        raise InputError("--model is empty; give an architecture name or a checkpoint file")
+    path = Path(text)
+    if weights is None and (path.suffix in (".pth", ".pt", ".ckpt", ".safetensors")
+                            or path.exists()):
+        if not path.is_file():
+            raise InputError(f"{path}: checkpoint file not found")
+        sd, _digest = _read_checkpoint(path)
+        arch = _guess_arch(sd, exclude="")
+        if arch is None:
+            raise InputError(f"{path}: its keys fit no registered architecture "
+                             f"({', '.join(pretrained.list_models())}); pass --model ARCH "
+                             "--weights FILE")
+        return pretrained.load(arch, weights=path, sensor=sensor)
+    name, _, zoo_sensor = text.partition(":")
+    name = name.lower()
+    if not pretrained.is_model(name):
+        pretrained.model_class(name)  # raises with close matches
+    if weights is not None:
+        return pretrained.load(name, weights=weights, sensor=sensor)
+    load_zoo = getattr(pretrained, "load_zoo", None)
+    if load_zoo is None:
+        raise InputError(f"no shipped weights for {name!r} yet; pass --weights FILE (e.g. a "
+                         "DLPan-Toolbox checkpoint for this architecture)")
+    return load_zoo(name, sensor=zoo_sensor or None)
