@@ -13,7 +13,7 @@ kind       what trains                                                        ne
 
 Example::
 
-    from tta.decompose import decompose
+    from tta.decomposition import decompose
     from adapters import create_adapter, save_adapter, load_adapter
     adapter = create_adapter("ft").attach(decompose(model))
     ...  # train adapter.trainable_parameters()

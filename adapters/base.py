@@ -1,7 +1,7 @@
 """The common adapter interface: attach at a decomposition, train, merge or detach, save/load.
 
 An :class:`Adapter` never edits the model's code. It attaches by module name (the channel
-mapper found by :func:`tta.decompose.decompose`), with a forward *pre*-hook that passes the
+mapper found by :func:`tta.decomposition.decompose`), with a forward *pre*-hook that passes the
 interface features through :meth:`Adapter.tailor` (feature adapters) and/or by unfreezing
 chosen model weights (weight adapters). Every adapter is the identity at start: the adapted
 model's output equals the source model's until a training step moves it.
@@ -76,7 +76,7 @@ class Adapter(nn.Module):
         return self._dec is not None
 
     def attach(self, decomposition: Any) -> Adapter:
-        """Attach at ``decomposition`` (a :class:`tta.decompose.Decomposition`); returns self.
+        """Attach at ``decomposition`` (a :class:`tta.decomposition.Decomposition`); returns self.
 
         Freezes every model weight, then unfreezes what the adapter trains; the output stays
         equal to the source model's.

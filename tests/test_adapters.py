@@ -8,7 +8,7 @@ import torch
 import pretrained
 from adapters import ADAPTERS, create_adapter, load_adapter, save_adapter
 from adapters.weights import frozen_unchanged
-from tta.decompose import decompose, probe_inputs
+from tta.decomposition import decompose, probe_inputs
 from tta.errors import InputError
 
 KINDS = list(ADAPTERS)

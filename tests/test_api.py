@@ -9,6 +9,10 @@ PUBLIC = {
     "list_methods", "pansharpen", "get_sensor", "interp23tap",
     "iter_scenes", "list_sensors", "local_correlation", "mtf_filter", "mtf_kernels",
     "pan_downsample", "read_scene", "write_fused", "write_geotiff", "write_h5",
+    # adaptation
+    "AdaptConfig", "AdaptResult", "Decomposition", "PhysicsLoss", "adapt", "adapt_scene",
+    "create_adapter", "decompose", "load_adapter", "resolve_model", "save_adapter",
+    "select_patches", "tiled_fuse",
 }
 
 

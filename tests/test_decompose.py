@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pretrained
-from tta.decompose import decompose, probe_inputs
+from tta.decomposition import decompose, probe_inputs
 from tta.errors import InputError
 
 ZOO = pretrained.list_models()

@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+from adapters import create_adapter, load_adapter, save_adapter
 from tta.classical import fuse_scene, list_methods, pansharpen
+from tta.decomposition import Decomposition, decompose
+from tta.engine import AdaptConfig, AdaptResult, adapt, adapt_scene, tiled_fuse
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
 from tta.io import (
@@ -20,6 +23,8 @@ from tta.io import (
     write_geotiff,
     write_h5,
 )
+from tta.losses import PhysicsLoss
+from tta.models import resolve_model
 from tta.physics import (
     coregistration_phases,
     decimate,
@@ -30,17 +35,26 @@ from tta.physics import (
     mtf_kernels,
     pan_downsample,
 )
+from tta.sampling import select_patches
 from tta.sensors import Sensor, get_sensor, list_sensors
 
 __all__ = [
+    "AdaptConfig",
+    "AdaptResult",
+    "Decomposition",
     "InputError",
     "OutputError",
+    "PhysicsLoss",
     "Scene",
     "Sensor",
     "SensorError",
     "TtaError",
+    "adapt",
+    "adapt_scene",
     "coregistration_phases",
+    "create_adapter",
     "decimate",
+    "decompose",
     "degrade_scene",
     "evaluate",
     "fuse_scene",
@@ -49,12 +63,17 @@ __all__ = [
     "iter_scenes",
     "list_methods",
     "list_sensors",
+    "load_adapter",
     "local_correlation",
     "mtf_filter",
     "mtf_kernels",
     "pan_downsample",
     "pansharpen",
     "read_scene",
+    "resolve_model",
+    "save_adapter",
+    "select_patches",
+    "tiled_fuse",
     "write_fused",
     "write_geotiff",
     "write_h5",

@@ -20,7 +20,7 @@ def command(model_spec: str, weights: str | None, bands: int | None, interface: 
     import json
 
     import pretrained
-    from tta.decompose import decompose
+    from tta.decomposition import decompose
     from tta.errors import InputError
     from tta.models import resolve_model
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tta.decompose import Decomposition, ForwardFn, decompose, default_forward
+from tta.decomposition import Decomposition, ForwardFn, decompose, default_forward
 from tta.engine.config import AdaptConfig
 from tta.errors import InputError
 
@@ -86,7 +86,7 @@ def receptive_radius(fn: Callable[[Tensor, Tensor, Tensor], Tensor], n_bands: in
                      size: int = 128) -> int:
     """Measured receptive radius (PAN pixels) of ``fn``: how far an impulse in the inputs moves
     the output. Probes a ``size`` square with a bump at the centre of PAN, MS and LMS."""
-    from tta.decompose import probe_inputs
+    from tta.decomposition import probe_inputs
 
     ms, pan, lms = probe_inputs(n_bands, ratio, size, device=device, dtype=dtype)
     c = size // 2
@@ -121,7 +121,7 @@ def adapt(model: nn.Module, scene: Any, *, config: AdaptConfig | None = None,
 
     Args:
         model: A pretrained pansharpening network taking ``(ms, pan, lms)`` divided by its
-            training max DN (any ``nn.Module``; see :func:`tta.decompose.decompose`).
+            training max DN (any ``nn.Module``; see :func:`tta.decomposition.decompose`).
         scene: A :class:`tta.io.Scene` (DN).
         config: Settings; keyword ``overrides`` replace single fields
             (e.g. ``adapter="cat", steps=50``).
@@ -412,10 +412,10 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
         opt.step()
         losses.append(loss.detach())
         if step == 0:
-            first = {k: float(v) for k, v in parts.items()}
+            first = {k: float(v.detach()) for k, v in parts.items()}
         last_parts = parts
     curve = [float(v) for v in torch.stack(losses).cpu()] if losses else []
-    last = {k: float(v) for k, v in last_parts.items()}
+    last = {k: float(v.detach()) for k, v in last_parts.items()}
     return curve, first, last
 
 
