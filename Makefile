@@ -7,8 +7,14 @@ BIN    := $(VENV)/bin
 # Sample scene: the real WV2 scene beside the repository; override with SCENE=... SENSOR=...
 SCENE  ?= ../shared/data/wv2/wv2_grip_top_fr.h5
 SENSOR ?=
+# Pretrained source network: a WorldView-3 checkpoint (DLPan-Toolbox FusionNet) adapted to the
+# scene; override with MODEL=arch WEIGHTS=file.pth (or WEIGHTS= for a zoo name in MODEL).
+MODEL   ?= fusionnet
+WEIGHTS ?= ../shared/weights/dlpan/wv3/fusionnet.pth
+ADAPTER ?= ft
 OUTDIR ?= demo-out
 SENSOR_ARG := $(if $(SENSOR),--sensor $(SENSOR),)
+WEIGHTS_ARG := $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
 .PHONY: setup demo test lint clean
 
@@ -29,9 +35,17 @@ setup: $(VENV)/.installed
 demo: setup
 	@test -e "$(SCENE)" || { echo "Error: sample scene $(SCENE) not found; run make demo SCENE=your_scene.h5 SENSOR=NAME"; exit 2; }
 	@mkdir -p $(OUTDIR)
+	@test -z "$(WEIGHTS)" -o -e "$(WEIGHTS)" || { echo "Error: weights $(WEIGHTS) not found; run make demo WEIGHTS=your_checkpoint.pth MODEL=arch"; exit 2; }
 	$(BIN)/tta info $(SENSOR_ARG) "$(SCENE)"
+	@echo "--- reduced resolution (Wald protocol): adapt, fuse, score against the real MS"
 	$(BIN)/tta degrade $(SENSOR_ARG) "$(SCENE)" -o $(OUTDIR)/reduced.h5 --overwrite
-	$(BIN)/tta info $(OUTDIR)/reduced.h5
+	$(BIN)/tta adapt --model $(MODEL) $(WEIGHTS_ARG) --adapter $(ADAPTER) \
+		--target $(OUTDIR)/reduced.h5 -o $(OUTDIR)/reduced_fused.h5 --overwrite \
+		--report $(OUTDIR)/reduced_report.json
+	@echo "--- full resolution: adapt to the scene and fuse all of it"
+	$(BIN)/tta adapt --model $(MODEL) $(WEIGHTS_ARG) --adapter $(ADAPTER) $(SENSOR_ARG) \
+		--target "$(SCENE)" -o $(OUTDIR)/fused.h5 --overwrite \
+		--report $(OUTDIR)/report.json --save-adapter $(OUTDIR)/adapter.pt
 
 test: setup
 	$(BIN)/python -m pytest -q

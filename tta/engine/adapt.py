@@ -15,6 +15,7 @@ runs on the cached ``f`` and ``rest`` only (the mapper and the tailor per step);
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -187,7 +188,12 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
                 device: str | torch.device = "auto", interface: str | None = None,
                 compare: bool = False, progress: bool = False,
                 forward_fn: ForwardFn = default_forward, **overrides: Any) -> AdaptResult:
-    """:func:`adapt` returning the full :class:`AdaptResult` (adapter and decomposition too)."""
+    """:func:`adapt` returning the full :class:`AdaptResult` (adapter and decomposition too).
+
+    The adapter is attached to a copy of ``model`` (``model`` itself is left unchanged), so
+    ``result.adapter`` can be saved with :func:`adapters.save_adapter` or merged into a plain
+    network with ``result.adapter.merge()``.
+    """
     from adapters import create_adapter
     from tta.device import resolve_device
     from tta.engine.tiling import tiled_fuse
@@ -210,7 +216,9 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     scale = model_max_value(model, scene.max_value)
-    model = model.to(dev).eval()
+    # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
+    # reachable as result.adapter.decomposition.model).
+    model = copy.deepcopy(model).to(dev).eval()
 
     with clock.stage("prepare"):
         ms = _to_tensor(scene.ms, dev, scale)[None]

@@ -1,0 +1,413 @@
+"""Conditional diffusion for pansharpening: a DDRF-style teacher and its one-step student.
+
+Both models predict the residual ``x0 = HRMS - lms`` with the same small conditional UNet
+(:class:`CondUNet`, two resolution levels, ~0.56 M parameters at the default width 32):
+
+* the *noisy residual* ``x_t`` and the condition ``[lms, pan]`` are concatenated at the input;
+* a sinusoidal timestep embedding modulates every residual block by a per-channel FiLM
+  (scale, shift);
+* a condition encoder turns ``[lms, pan]`` into one feature map per level, which modulates the
+  normalised block features per pixel (``h * (1 + gamma(c)) + beta(c)``): the "style transfer
+  modulation" idea of DDRF (Cao et al.), written from its description;
+* the network is trained to output ``x0`` (DDRF found x0-prediction best on small data) with a
+  cosine noise schedule over ``T = 1000`` steps.
+
+:class:`DiffusionTeacher` samples with DDIM (eta = 0, deterministic) in ``steps`` (default 50)
+evenly spaced timesteps from ``T-1`` to 0. The start ``x_T`` is, by default, a standard normal
+drawn from a CPU generator seeded with ``noise_seed`` (0), of shape ``(1, C, H, W)`` and shared
+by every sample of the batch, so a given input always gives the same output on any device and
+in any batch position; ``init="zeros"`` starts from ``x_T = 0`` instead.
+
+:class:`OneStepStudent` is the same UNet run once from ``t = T-1`` with the fixed input
+``x_T = 0``; it is distilled from the teacher's 50-step output (``tta train --stage distill``).
+
+Decomposition (feature extractor | channel mapper, :mod:`tta.decomposition`). The mapper must be
+called once per forward. The student calls ``unet.out_conv`` once: it is its mapper. The teacher
+calls the UNet 50 times, so its final DDIM step (whose ``x0`` *is* the output, the step to
+``alpha_bar = 1``) maps the last step's features with a distinct module, ``head``: a
+``Conv2d`` holding its *own copy* of ``unet.out_conv``'s weights (copied at construction and by
+:meth:`DiffusionTeacher.sync_head` after training; the earlier 49 steps use ``unet.out_conv``).
+The teacher's output is then ``lms + head(f_last)`` with ``f_last`` independent of ``head``,
+an additive tail, so test-time adapters attach at ``head`` and change the last step only. A
+checkpoint stores both copies (``unet.out_conv.*`` and ``head.*``); they differ only in an
+adapted (merged) teacher.
+
+References:
+    Z. Cao, S. Cao, L.-J. Deng, X. Wu, J. Hou, G. Vivone, "Diffusion model with disentangled
+    modulations for sharpening multispectral and hyperspectral images", Information Fusion
+    2024 (DDRF). J. Song, C. Meng, S. Ermon, "Denoising diffusion implicit models", ICLR 2021.
+    A. Nichol, P. Dhariwal, "Improved denoising diffusion probabilistic models", ICML 2021
+    (cosine schedule). K. Liu et al., "Fose: Fusion of one-step diffusion and end-to-end
+    network for pansharpening", 2025 (one-step distillation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pretrained._base import PansharpeningNet
+from pretrained.registry import register_model
+from tta.errors import InputError
+
+__all__ = [
+    "CondResBlock",
+    "CondUNet",
+    "DiffusionTeacher",
+    "OneStepStudent",
+    "cosine_alpha_bar",
+    "ddim_timesteps",
+    "diffusion_student",
+    "diffusion_teacher",
+    "timestep_embedding",
+]
+
+
+# ----------------------------------------------------------------------------- schedule
+def cosine_alpha_bar(timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999
+                     ) -> Tensor:
+    """Cumulative signal fraction ``alpha_bar[t]``, ``t = 0..T-1``, of the cosine schedule.
+
+    ``beta_t = min(1 - f(t+1)/f(t), max_beta)`` with ``f(t) = cos(((t/T + s)/(1 + s)) pi/2)^2``,
+    ``alpha_bar[t] = prod_{i<=t} (1 - beta_i)``; float64, decreasing from ~1 to ~0.
+
+    Reference:
+        Nichol & Dhariwal 2021, eq. 17 and the clipping of beta at 0.999.
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    t = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
+    """``steps`` distinct timesteps from ``T-1`` down to 0, evenly spaced (rounded).
+
+    Raises:
+        InputError: ``steps`` outside ``[1, T]``.
+    """
+    if not 1 <= int(steps) <= timesteps:
+        raise InputError(f"DDIM steps must lie in [1, {timesteps}], got {steps}")
+    if steps == 1:
+        return [timesteps - 1]
+    ts = torch.linspace(timesteps - 1, 0, int(steps), dtype=torch.float64).round().long()
+    return [int(v) for v in ts.tolist()]
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding ``(B, dim)`` of timesteps ``t`` ``(B,)`` (Transformer style)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device,
+                                                           dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+# ----------------------------------------------------------------------------- UNet
+def _groups(channels: int) -> int:
+    for g in (8, 4, 2):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class CondResBlock(nn.Module):
+    """Residual block modulated by the timestep (FiLM) and the condition (per-pixel).
+
+    ``h = conv1(silu(norm1(x)))``; ``h = h (1 + s_t) + b_t`` (from the time embedding);
+    ``h = norm2(h) (1 + gamma(c)) + beta(c)`` (from the condition features ``c``, 3x3 conv);
+    ``out = skip(x) + conv2(silu(h))``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        temb_dim: Width of the time embedding.
+        cond_channels: Channels of the condition features at this level.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, temb_dim: int,
+                 cond_channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(in_channels), in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time = nn.Linear(temb_dim, 2 * out_channels)
+        self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
+        self.style = nn.Conv2d(cond_channels, 2 * out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = (nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels
+                     else nn.Identity())
+
+    def forward(self, x: Tensor, temb: Tensor, cond: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.time(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+        gamma, beta = self.style(cond).chunk(2, dim=1)
+        h = self.norm2(h) * (1 + gamma) + beta
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class CondUNet(nn.Module):
+    """Two-level conditional UNet predicting ``x0`` from ``(x_t, t, lms, pan)``.
+
+    Level 0 (full resolution, ``base`` channels): ``in_conv`` on ``[x_t, lms, pan]``,
+    ``down0``; level 1 (half resolution, ``2 base``): ``downsample`` (stride-2 conv),
+    ``mid0``, ``mid1``; back to level 0: ``upsample`` (nearest x2 + conv), ``up0`` on the
+    concatenated skip; then ``out_norm``, SiLU and ``out_conv`` (``base -> C``, 3x3). The
+    condition encoder gives ``cond0`` (full) and ``cond1`` (half resolution) features for the
+    blocks' per-pixel modulation. Odd sizes are padded (replicate) to even and cropped back.
+
+    Args:
+        n_bands: Bands ``C`` of ``x_t``, ``lms`` and the output.
+        base: Width at full resolution.
+    """
+
+    def __init__(self, n_bands: int, base: int = 32) -> None:
+        super().__init__()
+        self.n_bands, self.base = n_bands, base
+        temb = 4 * base
+        c_in = n_bands + 1
+        self.time_mlp = nn.Sequential(nn.Linear(base, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.cond0 = nn.Sequential(nn.Conv2d(c_in, base, 3, padding=1), nn.SiLU(),
+                                   nn.Conv2d(base, base, 3, padding=1), nn.SiLU())
+        self.cond1 = nn.Sequential(nn.Conv2d(base, 2 * base, 3, stride=2, padding=1),
+                                   nn.SiLU(), nn.Conv2d(2 * base, 2 * base, 3, padding=1),
+                                   nn.SiLU())
+        self.in_conv = nn.Conv2d(n_bands + c_in, base, 3, padding=1)
+        self.down0 = CondResBlock(base, base, temb, base)
+        self.downsample = nn.Conv2d(base, 2 * base, 3, stride=2, padding=1)
+        self.mid0 = CondResBlock(2 * base, 2 * base, temb, 2 * base)
+        self.mid1 = CondResBlock(2 * base, 2 * base, temb, 2 * base)
+        self.upsample = nn.Conv2d(2 * base, base, 3, padding=1)
+        self.up0 = CondResBlock(2 * base, base, temb, base)
+        self.out_norm = nn.GroupNorm(_groups(base), base)
+        self.out_conv = nn.Conv2d(base, n_bands, 3, padding=1)
+
+    def features(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
+        """Features ``(B, base, H, W)`` before ``out_conv`` (after the last norm and SiLU).
+
+        Args:
+            x_t: Noisy residual ``(B, C, H, W)``.
+            t: Integer timesteps ``(B,)`` (or a scalar tensor).
+            lms: ``(B, C, H, W)`` upsampled MS / max_value.
+            pan: ``(B, 1, H, W)`` PAN / max_value.
+        """
+        h, w = x_t.shape[-2:]
+        ph, pw = h % 2, w % 2
+        cond = torch.cat([lms, pan], dim=1)
+        x = torch.cat([x_t, cond], dim=1)
+        if ph or pw:
+            cond = F.pad(cond, (0, pw, 0, ph), mode="replicate")
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        temb = self.time_mlp(timestep_embedding(t, self.base).to(x.dtype))
+        c0 = self.cond0(cond)
+        c1 = self.cond1(c0)
+        h0 = self.down0(self.in_conv(x), temb, c0)
+        h1 = self.mid1(self.mid0(self.downsample(h0), temb, c1), temb, c1)
+        up = self.upsample(F.interpolate(h1, scale_factor=2.0, mode="nearest"))
+        f = F.silu(self.out_norm(self.up0(torch.cat([up, h0], dim=1), temb, c0)))
+        return f[..., :h, :w]
+
+    def forward(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
+        """Predicted ``x0`` ``(B, C, H, W)``."""
+        return self.out_conv(self.features(x_t, t, lms, pan))
+
+
+# ----------------------------------------------------------------------------- models
+class _DiffusionBase(PansharpeningNet):
+    """Shared parts: the UNet, the schedule, ``denoise`` and ``q_sample`` for training."""
+
+    adds_lms = True
+    uses = ("pan", "lms")
+
+    def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000) -> None:
+        super().__init__(n_bands)
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+            raise InputError(f"{self.arch}: timesteps must be a positive integer, "
+                             f"got {timesteps!r}")
+        self.timesteps = timesteps
+        self.unet = CondUNet(n_bands, base)
+        #: ``alpha_bar[t]`` as Python floats (device-free; read once per sampling loop).
+        self.alpha_bar: list[float] = cosine_alpha_bar(timesteps).tolist()
+
+    def _t(self, t: int | Tensor, like: Tensor) -> Tensor:
+        if isinstance(t, Tensor):
+            return t.to(device=like.device)
+        return torch.full((like.shape[0],), int(t), device=like.device, dtype=torch.long)
+
+    def denoise(self, x_t: Tensor, t: int | Tensor, lms: Tensor, pan: Tensor) -> Tensor:
+        """The UNet's ``x0`` (residual) prediction at timestep(s) ``t`` (training target).
+
+        Args:
+            x_t: Noisy residual ``(B, C, H, W)``.
+            t: Integer timestep, or ``(B,)`` integer tensor, in ``[0, T)``.
+            lms: ``(B, C, H, W)``; pan: ``(B, 1, H, W)`` (both / max_value).
+        """
+        return self.unet(x_t, self._t(t, x_t), lms, pan)
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """Forward process ``sqrt(ab_t) x0 + sqrt(1 - ab_t) noise`` for timesteps ``t`` (B,)."""
+        ab = torch.tensor(self.alpha_bar, device=x0.device, dtype=x0.dtype)[t]
+        ab = ab.view(-1, 1, 1, 1)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def extra_repr(self) -> str:
+        return f"n_bands={self.n_bands}, base={self.unet.base}, timesteps={self.timesteps}"
+
+
+class DiffusionTeacher(_DiffusionBase):
+    """DDRF-style conditional diffusion; ``forward`` samples with ``steps``-step DDIM.
+
+    Output ``lms + x0`` where ``x0`` is the last DDIM step's prediction, mapped by ``head``
+    (the declared channel mapper; see the module docstring for why it is a separate copy of
+    ``unet.out_conv``).
+
+    Args:
+        n_bands: Number of MS bands ``C``.
+        base: UNet width.
+        timesteps: Training schedule length ``T``.
+        steps: DDIM steps of ``forward`` (1..T).
+        init: ``"noise"`` (seeded standard normal ``x_T``) or ``"zeros"``.
+        noise_seed: Seed of the ``x_T`` generator.
+
+    Example:
+        >>> net = DiffusionTeacher(4, steps=2)
+        >>> net(torch.rand(1, 4, 4, 4), torch.rand(1, 1, 16, 16), torch.rand(1, 4, 16, 16)).shape
+        torch.Size([1, 4, 16, 16])
+    """
+
+    arch = "diffusion_teacher"
+    channel_mappers = ("head",)
+    band_key = "head.weight"
+
+    def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000,
+                 steps: int = 50, init: str = "noise", noise_seed: int = 0) -> None:
+        super().__init__(n_bands, base, timesteps)
+        if init not in ("noise", "zeros"):
+            raise InputError(f"{self.arch}: init must be 'noise' or 'zeros', got {init!r}")
+        ddim_timesteps(timesteps, steps)  # validates
+        self.steps, self.init, self.noise_seed = int(steps), init, int(noise_seed)
+        self.head = nn.Conv2d(base, n_bands, 3, padding=1)
+        self.sync_head()
+
+    @torch.no_grad()
+    def sync_head(self) -> None:
+        """Copy ``unet.out_conv``'s weights into ``head`` (after training the UNet)."""
+        self.head.weight.copy_(self.unet.out_conv.weight)
+        self.head.bias.copy_(self.unet.out_conv.bias)
+
+    def initial_noise(self, like: Tensor) -> Tensor:
+        """``x_T`` for an input shaped like ``like`` ``(B, C, H, W)`` (see ``init``)."""
+        if self.init == "zeros":
+            return torch.zeros_like(like)
+        g = torch.Generator().manual_seed(self.noise_seed)
+        z = torch.randn((1, *like.shape[1:]), generator=g, dtype=torch.float32)
+        return z.to(device=like.device, dtype=like.dtype).expand_as(like)
+
+    def sample(self, pan: Tensor, lms: Tensor, steps: int | None = None,
+               timesteps: Sequence[int] | None = None) -> Tensor:
+        """DDIM (eta = 0) residual ``x0`` ``(B, C, H, W)``.
+
+        Args:
+            pan: ``(B, 1, H, W)``; lms: ``(B, C, H, W)`` (both / max_value).
+            steps: Number of steps (default ``self.steps``).
+            timesteps: Explicit descending timesteps (overrides ``steps``).
+        """
+        ts = list(timesteps) if timesteps is not None else ddim_timesteps(
+            self.timesteps, self.steps if steps is None else steps)
+        ab = self.alpha_bar
+        x = self.initial_noise(lms)
+        x0 = x
+        for i, t in enumerate(ts):
+            feats = self.unet.features(x, self._t(t, x), lms, pan)
+            if i == len(ts) - 1:
+                x0 = self.head(feats)  # the step to alpha_bar = 1: x0 is the output
+                break
+            x0 = self.unet.out_conv(feats)
+            a_t, a_prev = ab[t], ab[ts[i + 1]]
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1.0 - a_t)
+            x = math.sqrt(a_prev) * x0 + math.sqrt(1.0 - a_prev) * eps
+        return x0
+
+    def forward(self, ms: Tensor, pan: Tensor, lms: Tensor, steps: int | None = None) -> Tensor:
+        """Fuse by DDIM sampling of the residual.
+
+        Args:
+            ms: ``(B, C, h, w)``, not read.
+            pan: ``(B, 1, H, W)`` PAN / max_value.
+            lms: ``(B, C, H, W)`` upsampled MS / max_value.
+            steps: DDIM steps (default ``self.steps``, 50).
+
+        Returns:
+            ``(B, C, H, W)`` fused image / max_value.
+        """
+        self.check_inputs(ms, pan, lms)
+        return lms + self.sample(pan, lms, steps)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, steps={self.steps}, init={self.init!r}"
+
+
+class OneStepStudent(_DiffusionBase):
+    """The teacher's UNet run once from ``t = T-1`` with ``x_T = 0``: ``lms + unet(0, T-1)``.
+
+    The channel mapper is ``unet.out_conv`` (called once). Distilled from the teacher by
+    ``tta train --arch diffusion_student --stage distill --teacher TEACHER.safetensors``.
+
+    Args:
+        n_bands: Number of MS bands ``C``.
+        base: UNet width (must equal the teacher's for distillation).
+        timesteps: Schedule length ``T`` (the student's single step is ``t = T-1``).
+
+    Example:
+        >>> net = OneStepStudent(4)
+        >>> net(torch.rand(1, 4, 4, 4), torch.rand(1, 1, 16, 16), torch.rand(1, 4, 16, 16)).shape
+        torch.Size([1, 4, 16, 16])
+    """
+
+    arch = "diffusion_student"
+    channel_mappers = ("unet.out_conv",)
+    band_key = "unet.out_conv.weight"
+
+    def features(self, pan: Tensor, lms: Tensor) -> Tensor:
+        """Interface features ``(B, base, H, W)`` (the input of ``unet.out_conv``)."""
+        x = torch.zeros_like(lms)
+        return self.unet.features(x, self._t(self.timesteps - 1, x), lms, pan)
+
+    def forward(self, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
+        """Fuse in one UNet pass (same arguments and scale as :class:`DiffusionTeacher`)."""
+        self.check_inputs(ms, pan, lms)
+        return lms + self.unet.out_conv(self.features(pan, lms))
+
+    @torch.no_grad()
+    def init_from_teacher(self, teacher: DiffusionTeacher) -> OneStepStudent:
+        """Copy the teacher's UNet weights (the distillation starting point)."""
+        if (teacher.n_bands, teacher.unet.base, teacher.timesteps) != (
+                self.n_bands, self.unet.base, self.timesteps):
+            raise InputError(
+                f"teacher (bands {teacher.n_bands}, base {teacher.unet.base}, T "
+                f"{teacher.timesteps}) does not match the student (bands {self.n_bands}, "
+                f"base {self.unet.base}, T {self.timesteps})")
+        self.unet.load_state_dict(teacher.unet.state_dict())
+        return self
+
+
+@register_model
+def diffusion_teacher(n_bands: int = 8, **kwargs) -> DiffusionTeacher:
+    """DDRF-style conditional diffusion teacher (width 32, T = 1000, 50 DDIM steps)."""
+    return DiffusionTeacher(n_bands, **kwargs)
+
+
+@register_model
+def diffusion_student(n_bands: int = 8, **kwargs) -> OneStepStudent:
+    """One-step student of :func:`diffusion_teacher` (same UNet, one pass from t = T-1)."""
+    return OneStepStudent(n_bands, **kwargs)
