@@ -43,6 +43,18 @@ def _steps(model, adapter, n=3, lr=1e-2):
         opt.step()
 
 
+def _trained(kind: str):
+    """A FusionNet with a ``kind`` adapter after three steps, its inputs and its output."""
+    model = _model()
+    inputs = _inputs()
+    adapter = create_adapter(kind).attach(decompose(model))
+    _steps(model, adapter)
+    with torch.no_grad():
+        adapter.set_condition(*inputs)
+        adapted = model(*inputs)
+    return model, adapter, inputs, adapted
+
+
 @pytest.mark.parametrize("arch", pretrained.list_models())
 @pytest.mark.parametrize("kind", KINDS)
 def test_identity_at_start(arch, kind):
@@ -101,13 +113,7 @@ def test_detach_restores_the_source_model(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_merge_gives_a_plain_model_with_the_same_output(kind):
-    model = _model()
-    ms, pan, lms = _inputs()
-    adapter = create_adapter(kind).attach(decompose(model))
-    _steps(model, adapter)
-    with torch.no_grad():
-        adapter.set_condition(ms, pan, lms)
-        adapted = model(ms, pan, lms)
+    model, adapter, (ms, pan, lms), adapted = _trained(kind)
     plain = adapter.merge()
     assert all(not m._forward_pre_hooks for m in plain.modules())
     ms2, pan2, lms2 = _inputs(seed=7)
@@ -118,13 +124,7 @@ def test_merge_gives_a_plain_model_with_the_same_output(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_and_load_round_trip(kind, tmp_path):
-    model = _model()
-    ms, pan, lms = _inputs()
-    adapter = create_adapter(kind).attach(decompose(model))
-    _steps(model, adapter)
-    with torch.no_grad():
-        adapter.set_condition(ms, pan, lms)
-        adapted = model(ms, pan, lms)
+    model, adapter, (ms, pan, lms), adapted = _trained(kind)
     path = save_adapter(adapter, tmp_path / "a.pt")
     with pytest.raises(Exception, match="already exists"):
         save_adapter(adapter, path)

@@ -22,6 +22,7 @@ from torch import Tensor
 from tta.metrics import local_cross_correlation
 from tta.metrics.no_reference import xcorr_field
 from tta.physics import decimate, depthwise_filter, mtf_kernels
+from tta.physics._pad import check_bchw
 
 __all__ = [
     "GENERIC_GNYQ_MS",
@@ -49,12 +50,7 @@ _SPATIAL_KINDS = ("zpnn", "drho")
 
 # ----------------------------------------------------------------------------- helpers
 def _check_image(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    check_bchw(x, name)
 
 
 def _check_int(value: int, name: str, minimum: int) -> int:
