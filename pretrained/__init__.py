@@ -3,11 +3,15 @@
 Every model is a :class:`PansharpeningNet` with ``forward(ms, pan, lms) -> hrms`` on images
 divided by the sensor's max value (see :mod:`pretrained._base`). Architectures (one file each,
 following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``dicnn``,
-``msdcnn``. No weights are shipped; :func:`load` reads a checkpoint from a path::
+``msdcnn``; and the architectures we train ourselves (``tta train``): ``lagconv``,
+``diffusion_teacher``, ``diffusion_student`` and ``fose``. :func:`load` reads a checkpoint from a
+path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
+:mod:`pretrained.zoo`)::
 
     import pretrained
-    pretrained.list_models()          # ['dicnn', 'fusionnet', 'msdcnn', 'pannet', 'pnn']
+    pretrained.list_models()          # ['dicnn', 'diffusion_student', ..., 'pnn']
     net = pretrained.load("fusionnet", weights="path/to/wv3/fusionnet.pth", sensor="WV3")
+    net = pretrained.load_zoo("fose:wv3")
 """
 
 from pretrained._base import PansharpeningNet
@@ -27,16 +31,24 @@ from pretrained.registry import (
 
 # Importing the architecture modules registers them.
 from pretrained.dicnn import DiCNN  # noqa: E402  isort: skip
+from pretrained.diffusion import DiffusionTeacher, OneStepStudent  # noqa: E402  isort: skip
+from pretrained.fose import Fose  # noqa: E402  isort: skip
 from pretrained.fusionnet import FusionNet  # noqa: E402  isort: skip
+from pretrained.lagconv import LAGConvNet  # noqa: E402  isort: skip
 from pretrained.msdcnn import MSDCNN  # noqa: E402  isort: skip
 from pretrained.pannet import PanNet  # noqa: E402  isort: skip
 from pretrained.pnn import PNN  # noqa: E402  isort: skip
+from pretrained.zoo import list_zoo, load_zoo  # noqa: E402  isort: skip
 
 __all__ = [
     "MSDCNN",
     "PNN",
     "DiCNN",
+    "DiffusionTeacher",
+    "Fose",
     "FusionNet",
+    "LAGConvNet",
+    "OneStepStudent",
     "PanNet",
     "PansharpeningNet",
     "WeightsRecord",
@@ -45,8 +57,10 @@ __all__ = [
     "is_model",
     "list_models",
     "list_weights",
+    "list_zoo",
     "load",
     "load_state_dict",
+    "load_zoo",
     "model_class",
     "register_model",
     "register_weights",

@@ -98,7 +98,9 @@ def wv2_reduced(data_dir):
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_is_the_tested_set():
-    assert pretrained.list_models() == sorted(ARCHS)
+    # community architectures (tested here) + our zoo's own (tested in test_zoo.py)
+    zoo = ("diffusion_student", "diffusion_teacher", "fose", "lagconv")
+    assert pretrained.list_models() == sorted(ARCHS + zoo)
     assert pretrained.list_models("*net") == ["fusionnet", "pannet"]
     assert all(pretrained.is_model(a) for a in ARCHS)
     assert not pretrained.is_model("unet")

@@ -5,6 +5,8 @@ Accepted forms:
 * ``ARCH --weights FILE``: a registered architecture (``pretrained.list_models()``) loading a
   checkpoint file, e.g. a DLPan-Toolbox ``.pth``;
 * ``FILE.pth``: a checkpoint alone; the architecture is recognised from its keys and shapes;
+* ``FILE.safetensors`` (alone or as ``--weights``): weights written by ``tta train``, whose
+  metadata names the architecture and its options;
 * ``ARCH[:SENSOR]``: our own shipped weights for that architecture (WV3 by default).
 """
 
@@ -18,6 +20,21 @@ from torch import nn
 from tta.errors import InputError
 
 __all__ = ["resolve_model"]
+
+
+def _from_safetensors(path: Path, arch: str | None, sensor: Any) -> nn.Module:
+    """A ``tta train`` weights file: its metadata names the architecture and options."""
+    from pretrained.zoo import model_from_weights
+
+    model = model_from_weights(path, arch=arch)
+    if sensor is not None:
+        from tta.sensors import get_sensor
+
+        n = len(get_sensor(sensor).bands)
+        if n != model.n_bands:
+            raise InputError(f"{path}: a {model.n_bands}-band model cannot fuse a {n}-band "
+                             "sensor's scene")
+    return model
 
 
 def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = None) -> nn.Module:
@@ -38,6 +55,8 @@ def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = No
                             or path.exists()):
         if not path.is_file():
             raise InputError(f"{path}: checkpoint file not found")
+        if path.suffix.lower() == ".safetensors":
+            return _from_safetensors(path, None, sensor)
         sd, _digest = _read_checkpoint(path)
         arch = _guess_arch(sd, exclude="")
         if arch is None:
@@ -50,6 +69,8 @@ def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = No
     if not pretrained.is_model(name):
         pretrained.model_class(name)  # raises with close matches
     if weights is not None:
+        if Path(weights).suffix.lower() == ".safetensors":
+            return _from_safetensors(Path(weights), name, sensor)
         return pretrained.load(name, weights=weights, sensor=sensor)
     load_zoo = getattr(pretrained, "load_zoo", None)
     if load_zoo is None:

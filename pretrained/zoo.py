@@ -1,0 +1,302 @@
+"""Our own trained weights ("the zoo"): safetensors files with YAML model cards.
+
+Layout (both folders inside the package; ``tta train --out pretrained/weights --cards
+pretrained/cards`` writes there):
+
+* ``pretrained/weights/<arch>_<sensor>.safetensors`` - the state_dict, with metadata ``arch``,
+  ``n_bands``, ``arch_kwargs`` (JSON), ``sensor``, ``bands``, ``ratio``, ``max_value``, ``stage``;
+  the metadata alone is enough to rebuild the model;
+* ``pretrained/cards/<arch>_<sensor>.yaml`` - the model card (architecture, parameter count,
+  training data files and licences, recipe, epochs, seed, device, date, held-out scores); read
+  next to the weights when absent from the cards folder.
+
+:func:`load_zoo` is what ``--model ARCH[:SENSOR]`` without ``--weights`` resolves to
+(:func:`tta.models.resolve_model`); :func:`list_zoo` lists the cards (``tta models``).
+:func:`save_weights` / :func:`read_weights` / :func:`model_from_weights` are the one place that
+reads and writes these files (training uses them for ``--init``, ``--teacher`` ...).
+
+Example::
+
+    import pretrained
+    net = pretrained.load_zoo("fose")          # pretrained/weights/fose_wv3.safetensors
+    net = pretrained.load_zoo("fose:qb")       # the QuickBird weights
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import Tensor
+
+from pretrained._base import PansharpeningNet
+from pretrained.registry import (
+    WeightsRecord,
+    create_model,
+    is_model,
+    load_state_dict,
+    model_class,
+)
+from tta.errors import InputError
+
+__all__ = [
+    "CARDS_DIR",
+    "DEFAULT_SENSOR",
+    "FORMAT",
+    "WEIGHTS_DIR",
+    "list_zoo",
+    "load_zoo",
+    "model_from_weights",
+    "read_card",
+    "read_weights",
+    "save_weights",
+    "zoo_stem",
+]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+CARDS_DIR = Path(__file__).resolve().parent / "cards"
+DEFAULT_SENSOR = "WV3"
+FORMAT = "tta-zoo/1"
+
+
+def _sensor_name(sensor: Any) -> str:
+    from tta.sensors import Sensor, get_sensor
+
+    if isinstance(sensor, Sensor):
+        return sensor.name
+    return get_sensor(str(sensor)).name
+
+
+def zoo_stem(arch: str, sensor: Any) -> str:
+    """File stem ``<arch>_<sensor>`` (sensor lower case), e.g. ``fose_wv3``."""
+    return f"{arch}_{_sensor_name(sensor).lower()}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- files
+def save_weights(model: PansharpeningNet, path: str | Path, *,
+                 metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> str:
+    """Write ``model``'s state_dict as safetensors, atomically; return the file's sha256.
+
+    The metadata always holds ``format``, ``arch`` and ``n_bands``; values of ``metadata``
+    are stored as strings (dicts and lists as JSON).
+
+    Raises:
+        OutputError: ``path`` exists without ``overwrite`` or its folder is missing.
+    """
+    from safetensors.torch import save
+
+    from tta.io import atomic_output
+
+    meta = {"format": FORMAT, "arch": model.arch, "n_bands": str(model.n_bands)}
+    for k, v in (metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    blob = save(sd, metadata=meta)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(blob)
+    return _sha256(Path(path))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """State_dict and metadata of a weights file (``.safetensors``, or a torch file).
+
+    Torch files (``.pth``/``.pt``) go through :mod:`pretrained.registry`'s reader and have
+    no metadata.
+
+    Raises:
+        InputError: Missing or unreadable file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: weights file not found")
+    if p.suffix.lower() != ".safetensors":
+        from pretrained.registry import _read_checkpoint
+
+        sd, _ = _read_checkpoint(p)
+        return sd, {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise InputError(f"{p}: not a readable safetensors file ({first})") from None
+    return sd, meta
+
+
+def _arch_kwargs(meta: Mapping[str, str], source: str) -> dict[str, Any]:
+    text = meta.get("arch_kwargs", "{}")
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"{source}: metadata 'arch_kwargs' is not JSON") from None
+    if not isinstance(kwargs, dict):
+        raise InputError(f"{source}: metadata 'arch_kwargs' must be a JSON object")
+    return kwargs
+
+
+def model_from_weights(path: str | Path, arch: str | None = None,
+                       **overrides: Any) -> PansharpeningNet:
+    """Build and load the model a weights file describes (eval mode, CPU).
+
+    A safetensors file written by :func:`save_weights` names its architecture, band count and
+    options; a torch file needs ``arch`` (band count read from the tensors). Keys are checked
+    strictly (:func:`pretrained.registry.load_state_dict`).
+
+    Args:
+        path: Weights file.
+        arch: Expected architecture (checked against the file's when it names one).
+        **overrides: Architecture options to change (e.g. the teacher's ``steps``).
+
+    Raises:
+        InputError: Unreadable file, unknown/mismatching architecture, keys that do not fit.
+    """
+    sd, meta = read_weights(path)
+    src = str(path)
+    file_arch = meta.get("arch")
+    if arch is not None and file_arch is not None and file_arch != arch:
+        raise InputError(f"{src}: holds a {file_arch!r} model, not {arch!r}")
+    name = file_arch or arch
+    if name is None:
+        raise InputError(f"{src}: the file does not name its architecture; pass it")
+    cls = model_class(name)
+    kwargs = {**_arch_kwargs(meta, src), **overrides}
+    n_bands = int(meta["n_bands"]) if "n_bands" in meta else cls.bands_in(
+        cls.map_state_dict(sd, src)) or 8
+    model = create_model(name, n_bands=n_bands, **kwargs)
+    load_state_dict(model, sd, src)
+    return model.eval()
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A model card (YAML mapping).
+
+    Raises:
+        InputError: Missing file or not a YAML mapping.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: model card not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError:
+        raise InputError(f"{p}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: a model card must be a YAML mapping")
+    return data
+
+
+# ----------------------------------------------------------------------------- zoo
+def _parse(name: str, sensor: Any) -> tuple[str, str]:
+    text = str(name).strip()
+    arch, _, tag = text.partition(":")
+    arch = arch.lower()
+    if not is_model(arch):
+        model_class(arch)  # raises with close matches
+    chosen = sensor if sensor is not None else (tag or DEFAULT_SENSOR)
+    return arch, _sensor_name(chosen)
+
+
+def _card_for(stem: str, weights_dir: Path, cards_dir: Path) -> Path | None:
+    for folder in (cards_dir, weights_dir):
+        p = folder / f"{stem}.yaml"
+        if p.is_file():
+            return p
+    return None
+
+
+def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = None,
+             cards_dir: str | Path | None = None) -> PansharpeningNet:
+    """Load our shipped weights of architecture ``name`` for ``sensor`` (eval mode, CPU).
+
+    Args:
+        name: Registered architecture, optionally ``NAME:SENSOR`` (``"fose:qb"``).
+        sensor: Sensor name or preset; default the one in ``name``, else WV3.
+        weights_dir: Folder of the safetensors files (default ``pretrained/weights``).
+        cards_dir: Folder of the cards (default ``pretrained/cards``).
+
+    Returns:
+        The model, with ``model.weights_record`` (a :class:`~pretrained.registry.WeightsRecord`)
+        and ``model.card`` (the card dict, ``{}`` when there is none).
+
+    Raises:
+        InputError: Unknown architecture; no weights file for it and the sensor (the message
+            says how to get them); a file that does not fit.
+        SensorError: Unknown sensor.
+    """
+    arch, sensor_name = _parse(name, sensor)
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    cdir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
+    stem = zoo_stem(arch, sensor_name)
+    path = wdir / f"{stem}.safetensors"
+    if not path.is_file():
+        raise InputError(
+            f"no shipped weights for '{arch}' (sensor {sensor_name}) yet; pass --weights FILE "
+            f"or train them with tta train --arch {arch} --sensor {sensor_name} --data ... "
+            f"--out {wdir}")
+    model = model_from_weights(path, arch=arch)
+    _, meta = read_weights(path)
+    card_path = _card_for(stem, wdir, cdir)
+    card = read_card(card_path) if card_path else {}
+    data = card.get("training", {}).get("data", []) if isinstance(card.get("training"),
+                                                                  dict) else []
+    files = [d.get("file", str(d)) if isinstance(d, dict) else str(d) for d in data]
+    licences = sorted({str(d["licence"]) for d in data if isinstance(d, dict)
+                       and d.get("licence")})
+    bands = tuple(b for b in meta.get("bands", "").split(",") if b)
+    if len(bands) != model.n_bands:
+        from tta.sensors import get_sensor
+
+        bands = get_sensor(sensor_name).bands
+    model.weights_record = WeightsRecord(
+        arch=arch,
+        file=path.name,
+        sha256=_sha256(path),
+        sensor=meta.get("sensor", sensor_name),
+        bands=bands,
+        ratio=int(meta.get("ratio", 4)),
+        max_value=float(meta.get("max_value", 2047.0)),
+        training_data=", ".join(files) or "see the model card",
+        licence="; ".join(licences) or "see the model card",
+        source=f"tta train ({card_path.name if card_path else 'no card'})",
+    )
+    model.card = card
+    return model
+
+
+def list_zoo(weights_dir: str | Path | None = None, cards_dir: str | Path | None = None
+             ) -> list[dict[str, Any]]:
+    """The model cards of the zoo, sorted by name.
+
+    Every ``*.safetensors`` in ``weights_dir`` and every ``*.yaml`` card in ``cards_dir``
+    gives one entry: the card (``{}`` plus the name when a file has none) with added keys
+    ``name`` (the stem), ``weights`` (path or None) and ``weights_present``.
+    """
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    cdir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
+    stems = {p.stem for p in wdir.glob("*.safetensors")} if wdir.is_dir() else set()
+    if cdir.is_dir():
+        stems |= {p.stem for p in cdir.glob("*.yaml")}
+    out = []
+    for stem in sorted(stems):
+        card_path = _card_for(stem, wdir, cdir)
+        card = read_card(card_path) if card_path else {}
+        weights = wdir / f"{stem}.safetensors"
+        card = {**card, "name": stem, "weights": str(weights) if weights.is_file() else None,
+                "weights_present": weights.is_file()}
+        out.append(card)
+    return out
