@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from adapters import create_adapter, load_adapter, save_adapter
+from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.decomposition import Decomposition, decompose
 from tta.engine import AdaptConfig, AdaptResult, adapt, adapt_scene, tiled_fuse
@@ -60,6 +61,7 @@ __all__ = [
     "fuse_scene",
     "get_sensor",
     "interp23tap",
+    "load_matrix",
     "iter_scenes",
     "list_methods",
     "list_sensors",
@@ -71,10 +73,12 @@ __all__ = [
     "pansharpen",
     "read_scene",
     "resolve_model",
+    "run_bench",
     "save_adapter",
     "select_patches",
     "tiled_fuse",
     "write_fused",
     "write_geotiff",
+    "write_report",
     "write_h5",
 ]
