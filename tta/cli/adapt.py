@@ -53,6 +53,10 @@ def _fmt(v: float) -> str:
               help="Save the trained adapter (small state file).")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fuse by direct transfer and score both (FR; RR when gt exists).")
+@click.option("--compile", "compile_mode", default=None,
+              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              help="torch.compile the training step (reduce-overhead = CUDA graphs; pays off "
+                   "on a GPU). Off by default.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
               show_default=True, help="GeoTIFF sample type (h5 is always float32).")
 @sensor_option
@@ -64,7 +68,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             output: str | None, adapter: str | None, sampler: str | None,
             fraction: float | None, steps: int | None, lr: float | None, patch: int | None,
             seed: int | None, config_path: str | None, interface: str | None,
-            report_path: str | None, adapter_path: str | None, compare: bool, dtype: str,
+            report_path: str | None, adapter_path: str | None, compare: bool,
+            compile_mode: str | None, dtype: str,
             sensor: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
@@ -84,7 +89,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
-                      patch=patch, seed=seed)
+                      patch=patch, seed=seed, compile=compile_mode)
     out = output or _default_output(target, model_spec, cfg.adapter)
     if not out.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
         raise InputError(f"{out}: output must end in .h5 or .tif")

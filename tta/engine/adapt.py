@@ -397,6 +397,22 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
     last_parts: dict[str, Tensor] = {}
     if not fast:
         dec.model.train(False)  # keep eval-mode layers (no batch-norm statistics updates)
+    def forward_loss(b_ms: Tensor, b_pan: Tensor, b_lms: Tensor, b_ref: Tensor,
+                     b_feats: Tensor | None, b_rest: Tensor | None, b_rho: Tensor | None
+                     ) -> tuple[Tensor, dict[str, Tensor]]:
+        ctx = torch.autocast("cuda", torch.bfloat16) if use_amp else nullcontext()
+        with ctx:
+            if fast:
+                out = dec.mapper(b_feats) + b_rest
+            else:
+                out = dec.forward(b_ms, b_pan, b_lms)
+        return loss_fn(out.float(), b_ms, b_pan, b_lms, b_ref, phase=phase, rho_max=b_rho)
+
+    step_fn = forward_loss
+    if cfg.compile is not None and fast:  # shapes are fixed within a run: not dynamic
+        # Only the cached-feature path (mapper + loss) is compiled: through a whole network,
+        # torch 2.13's inductor fails on the loss's replication-pad backward (stride check).
+        step_fn = torch.compile(forward_loss, mode=cfg.compile, dynamic=False)
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress, leave=False)
     losses = []
     for step in bar:
@@ -407,14 +423,8 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
 
         b_ms, b_pan, b_lms, b_ref = pick(ms_p), pick(pan_p), pick(lms_p), pick(reference)
         adapter.set_condition(b_ms, b_pan, b_lms)
-        ctx = torch.autocast("cuda", torch.bfloat16) if use_amp else nullcontext()
-        with ctx:
-            if fast:
-                out = dec.mapper(pick(feats)) + pick(rest)
-            else:
-                out = dec.forward(b_ms, b_pan, b_lms)
-        loss, parts = loss_fn(out.float(), b_ms, b_pan, b_lms, b_ref, phase=phase,
-                              rho_max=pick(rho_max))
+        loss, parts = step_fn(b_ms, b_pan, b_lms, b_ref, pick(feats), pick(rest),
+                              pick(rho_max))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -42,6 +42,11 @@ class AdaptConfig:
         overlap: Inference tile overlap; None = from the model's measured receptive field.
         inference_batch: Tiles per inference batch; None = from free memory (CUDA) or 8.
         amp: bf16 autocast and TF32 on CUDA (ignored on CPU).
+        compile: ``torch.compile`` the training step's forward and loss: ``"default"``, or
+            ``"reduce-overhead"`` (CUDA graphs, for many small steps on a GPU); None = eager.
+            Compilation costs seconds once per run, so it pays off on long or GPU runs. Applies
+            to the cached-feature path (``ft``, ``cat``, ``mapper`` on an additive tail);
+            adapters that train through the whole network (``swift``, ``full``) run eagerly.
         seed: Seed of sampling, adapter initialisation and batching.
         max_nodata: Patches with a larger nodata share are never selected.
     """
@@ -65,6 +70,7 @@ class AdaptConfig:
     overlap: int | None = None
     inference_batch: int | None = None
     amp: bool = True
+    compile: str | None = None
     seed: int = 0
     max_nodata: float = 0.0
 
@@ -99,6 +105,9 @@ class AdaptConfig:
             raise InputError(f"spatial_loss must be 'zpnn' or 'drho', got {self.spatial_loss!r}")
         if self.tile < 16:
             raise InputError(f"tile must be at least 16, got {self.tile}")
+        if self.compile not in (None, "default", "reduce-overhead", "max-autotune"):
+            raise InputError(f"compile must be default, reduce-overhead or max-autotune, got "
+                             f"{self.compile!r}")
         if not 0.0 <= self.max_nodata < 1.0:
             raise InputError(f"max_nodata must lie in [0, 1), got {self.max_nodata}")
 

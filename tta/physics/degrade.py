@@ -68,7 +68,9 @@ def decimate(x: Tensor, ratio: int, phase: Phase | None = None) -> Tensor:
             return x[..., dy::ratio, dx::ratio]
         phase = torch.as_tensor(arr, dtype=torch.long, device=x.device)
     phase = phase.to(device=x.device, dtype=torch.long)
-    if phase.device.type == "cpu" and phase.numel() and (
+    # Checked on CPU in eager mode only (a GPU check would synchronise; a compiled graph
+    # would break on the data-dependent branch).
+    if phase.device.type == "cpu" and phase.numel() and not torch.compiler.is_compiling() and (
         bool(phase.min() < 0) or bool(phase.max() >= ratio)
     ):
         raise ValueError(f"phase offsets must lie in [0, {ratio}), got {phase.tolist()}")
