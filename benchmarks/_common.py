@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -34,16 +33,10 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int) ->
 
 
 def device_name(device: torch.device) -> str:
-    """GPU name, or CPU model and thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {torch.get_num_threads()} threads"
+    """GPU name, or CPU model and thread count (as in the ``tta bench`` reports)."""
+    from tta.bench.runner import device_label
+
+    return device_label(device)
 
 
 def result_folder(device: torch.device, root: Path = RESULTS) -> Path:

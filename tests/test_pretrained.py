@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _inputs import random_inputs
 from scipy.ndimage import uniform_filter
 
 import pretrained
@@ -123,14 +124,7 @@ def test_register_twice_is_an_error():
         pretrained.register_model(pretrained.registry._MODELS["pnn"])
 
 
-def _rand(n_bands: int, b: int = 2, h: int = 8, dtype=torch.float32, grad: bool = False):
-    g = torch.Generator().manual_seed(n_bands)
-    ms = torch.rand(b, n_bands, h, h, generator=g, dtype=dtype)
-    pan = torch.rand(b, 1, 4 * h, 4 * h, generator=g, dtype=dtype)
-    lms = torch.rand(b, n_bands, 4 * h, 4 * h, generator=g, dtype=dtype)
-    for t in (ms, pan, lms):
-        t.requires_grad_(grad)
-    return ms, pan, lms
+_rand = random_inputs
 
 
 @pytest.mark.parametrize("n_bands", [4, 8])

@@ -8,10 +8,12 @@ decomposition of each, the teacher's DDIM sampler, and ``load_zoo``/``list_zoo``
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _inputs import random_inputs
 from click.testing import CliRunner
 
 import pretrained
@@ -32,14 +34,7 @@ CLASSES = {"diffusion_student": OneStepStudent, "diffusion_teacher": DiffusionTe
            "fose": Fose, "lagconv": LAGConvNet}
 
 
-def _rand(n_bands: int, b: int = 2, h: int = 4, dtype=torch.float32, grad: bool = False):
-    g = torch.Generator().manual_seed(n_bands)
-    ms = torch.rand(b, n_bands, h, h, generator=g, dtype=dtype)
-    pan = torch.rand(b, 1, 4 * h, 4 * h, generator=g, dtype=dtype)
-    lms = torch.rand(b, n_bands, 4 * h, 4 * h, generator=g, dtype=dtype)
-    for t in (ms, pan, lms):
-        t.requires_grad_(grad)
-    return ms, pan, lms
+_rand = partial(random_inputs, h=4)
 
 
 def _model(name: str, n_bands: int = 4, seed: int = 0, **kw):
