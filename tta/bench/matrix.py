@@ -36,6 +36,7 @@ import yaml
 
 from tta.engine.config import AdaptConfig
 from tta.errors import InputError
+from tta.training.data import resolve_spec
 
 __all__ = [
     "BUILTIN_METHODS",
@@ -137,10 +138,10 @@ class BenchMatrix:
 
     def scene_path(self, target: Target) -> str:
         """The target's scene spec with the data root applied (``#K`` kept)."""
-        return _under(self.data_root, target.file)
+        return resolve_spec(target.file, self.data_root)
 
     def weights_path(self, rel: str | None) -> str | None:
-        return None if rel is None else _under(self.weights_root, rel)
+        return None if rel is None else resolve_spec(rel, self.weights_root)
 
     def method_config(self, method: Method, sampler: str, seed: int) -> AdaptConfig:
         """The AdaptConfig of one run (matrix config, then the method's, then sampler/seed)."""
@@ -185,13 +186,6 @@ class BenchMatrix:
             out.sources = [s for s in out.sources if s.name in sources]
         _check(out)
         return out
-
-
-def _under(root: Path, rel: str) -> str:
-    text = str(rel)
-    head, sep, tail = text.partition("#")
-    parts = [p if Path(p).is_absolute() else str(root / p) for p in head.split("+")]
-    return "+".join(parts) + sep + tail
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -51,6 +51,7 @@ class BenchResult:
             quick-look figures (first sample, seed 0, first sampler, first compatible source).
         speed: One dict per (size, method) of the timing part.
         meta: Device, date, torch version, threads, load, wall time, the matrix.
+        models: Source networks loaded during the run (emptied when it ends).
     """
 
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -58,6 +59,7 @@ class BenchResult:
     products: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     speed: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    models: dict[tuple[str, str | None], Any] = field(default_factory=dict, repr=False)
 
 
 def device_label(device: torch.device) -> str:
@@ -207,13 +209,30 @@ def _classical_run(method: str, scenes: list[Any], device: torch.device
 
 
 def _load(matrix: BenchMatrix, spec: str, weights: str | None, sensor: Any,
-          device: torch.device) -> torch.nn.Module:
+          device: torch.device, cache: dict[tuple[str, str | None], Any] | None = None
+          ) -> torch.nn.Module:
+    """The source network, read once per run when a ``cache`` is given (adaptation works on
+    a copy, so the cached model is never modified); a failure is cached and raised again."""
     from tta.models import resolve_model
 
-    w = matrix.weights_path(weights)
-    if w is not None and not Path(w.split("#")[0]).is_file():
-        raise InputError(f"{w} not found")
-    return resolve_model(spec, weights=w, sensor=sensor).to(device).eval()
+    key = (spec, weights)
+    if cache is not None and key in cache:
+        hit = cache[key]
+        if isinstance(hit, Exception):
+            raise hit
+        return hit
+    try:
+        w = matrix.weights_path(weights)
+        if w is not None and not Path(w.split("#")[0]).is_file():
+            raise InputError(f"{w} not found")
+        model = resolve_model(spec, weights=w, sensor=sensor).to(device).eval()
+    except (InputError, OSError) as exc:
+        if cache is not None:
+            cache[key] = exc
+        raise
+    if cache is not None:
+        cache[key] = model
+    return model
 
 
 def _bands(source_model: torch.nn.Module) -> int | None:
@@ -249,6 +268,7 @@ def run_bench(matrix: BenchMatrix, *, device: str | torch.device = "cpu",
             _run_target(matrix, target, protocol, scenes, dev, result, say)
     if speed and matrix.speed is not None:
         _run_speed(matrix, dev, result, say)
+    result.models.clear()
     result.meta = {
         "matrix": matrix.name, "matrix_file": _shown_path(matrix.path),
         "date": dt.date.today().isoformat(), "device": device_label(dev),
@@ -297,7 +317,7 @@ def _run_target(matrix: BenchMatrix, target: Target, protocol: str, scenes: list
     quick_source = None
     for source in matrix.sources:
         try:
-            model = _load(matrix, source.model, source.weights, None, dev)
+            model = _load(matrix, source.model, source.weights, None, dev, result.models)
         except (InputError, OSError) as exc:
             _skip(result, say, f"{target.name}/{protocol}/{source.name}: skipped ({exc})")
             continue
@@ -320,7 +340,7 @@ def _run_source(matrix: BenchMatrix, target: Target, protocol: str, scenes: list
     ref_weights = source.in_sensor.get(scenes[0].sensor.name.upper())
     if ref_weights is not None:
         try:
-            ref = _load(matrix, source.model, ref_weights, None, dev)
+            ref = _load(matrix, source.model, ref_weights, None, dev, result.models)
         except (InputError, OSError) as exc:
             _skip(result, say, f"{target.name}/{protocol}/{source.name}: no in-sensor row "
                                f"({exc})")
