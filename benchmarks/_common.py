@@ -34,7 +34,7 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int) ->
 
 def device_name(device: torch.device) -> str:
     """GPU name, or CPU model and thread count (as in the ``tta bench`` reports)."""
-    from tta.bench.runner import device_label
+    from tta.device import device_label
 
     return device_label(device)
 

@@ -216,8 +216,12 @@ def test_teacher_training_helpers_and_head_sync():
     t = torch.tensor([0, 999])
     x_t = net.q_sample(x0, t, noise)
     ab = cosine_alpha_bar(1000)
-    torch.testing.assert_close(x_t[1], (ab[999].sqrt() * x0[1] + (1 - ab[999]).sqrt()
+    s = net.residual_scale
+    assert s == 20.0
+    torch.testing.assert_close(x_t[1], (ab[999].sqrt() * s * x0[1] + (1 - ab[999]).sqrt()
                                         * noise[1]).float())
+    torch.testing.assert_close(x_t[0], (ab[0].sqrt() * s * x0[0] + (1 - ab[0]).sqrt()
+                                        * noise[0]).float())
     assert net.denoise(x_t, t, torch.rand(2, 4, 16, 16), torch.rand(2, 1, 16, 16)).shape == \
         x0.shape
     assert torch.equal(net.head.weight, net.unet.out_conv.weight)

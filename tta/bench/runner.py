@@ -20,7 +20,6 @@ import datetime as dt
 import itertools
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from tta.bench.matrix import BenchMatrix, Method, Source, Target
+from tta.device import device_label
 from tta.errors import InputError
 
 __all__ = ["BenchResult", "centre_crop", "device_label", "prepare_target", "run_bench"]
@@ -60,19 +60,6 @@ class BenchResult:
     speed: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     models: dict[tuple[str, str | None], Any] = field(default_factory=dict, repr=False)
-
-
-def device_label(device: torch.device) -> str:
-    """GPU name, or CPU model and torch thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def _shown_path(path: Path | None) -> str | None:

@@ -85,6 +85,8 @@ def _fmt(row: dict[str, Any]) -> str:
                    "e.g. base=48, e2e=fusionnet.")
 @click.option("--name", default=None, metavar="NAME",
               help="Output file stem (default ARCH_SENSOR, the name `--model ARCH:SENSOR` loads).")
+@click.option("--note", default=None, metavar="TEXT",
+              help="Free text for the card's `notes` (what the data allowed, caveats).")
 @click.option("--out", "-o", "out", required=True, metavar="DIR",
               help="Folder of the weights (created if missing).")
 @click.option("--cards", default=None, metavar="DIR",
@@ -99,8 +101,8 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
             weight_decay: float, loss: str, no_augment: bool, seed: int,
             teacher: str | None, student: str | None, e2e: str | None, init: str | None,
             teacher_steps: int, val_steps: int | None, distill_gt_weight: float,
-            arch_option: tuple[str, ...], name: str | None, out: str, cards: str | None,
-            sensor: str | None, device: str, overwrite: bool) -> None:
+            arch_option: tuple[str, ...], name: str | None, note: str | None, out: str,
+            cards: str | None, sensor: str | None, device: str, overwrite: bool) -> None:
     """Train one stage of a zoo network; write ARCH_SENSOR.safetensors, a card and a log.
 
     The pairs are reduced-resolution (Wald): ready RR files as they are, FR scenes degraded
@@ -124,7 +126,7 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
         val_data=tuple(val_data), augment=not no_augment, loss=loss, teacher=teacher,
         student=student, e2e=e2e, init=init, teacher_steps=teacher_steps,
         val_steps=val_steps, distill_gt_weight=distill_gt_weight,
-        arch_kwargs=_arch_options(arch_option), name=name, out=out, cards=cards,
+        arch_kwargs=_arch_options(arch_option), name=name, note=note, out=out, cards=cards,
         overwrite=overwrite)
     result = run_training(cfg, callback=None if quiet else lambda row: click.echo(_fmt(row)))
     card = result.card_data

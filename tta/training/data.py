@@ -35,6 +35,7 @@ read ``pan`` and ``lms`` only. Values are DN divided by each scene's ``max_value
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "LoadedData",
     "Pair",
     "PatchSampler",
+    "held_out_pairs",
     "file_digests",
     "load_pairs",
     "parse_data_spec",
@@ -325,6 +327,30 @@ def load_pairs(data: list[str], sensor: Any = None, *, val_data: list[str] = (),
     return LoadedData(train=[to_pair(s) for s in train_scenes],
                       val=[to_pair(s) for s in val_scenes], sensor=wanted, records=records,
                       split=split)
+
+
+def held_out_pairs(config: Mapping[str, Any], root: str | Path | None = None) -> list[Pair]:
+    """The held-out pairs of a finished training run, re-read from its recorded config.
+
+    Args:
+        config: The ``config`` of the run's log (``<name>.log.json`` beside the card): its
+            ``data``, ``val_data``, ``val_fraction``, ``patch`` and ``sensor`` are used, so
+            the rows are exactly the ones the run never trained on.
+        root: Folder the relative data specs are relative to (default the recorded
+            ``data_root``).
+
+    Raises:
+        InputError: A config without data, data that cannot be read.
+    """
+    try:
+        data = list(config["data"])
+        val_data = list(config.get("val_data") or ())
+        fraction, patch = float(config["val_fraction"]), int(config["patch"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError("a training log's config needs data, val_fraction and patch") from None
+    root = root if root is not None else config.get("data_root")
+    return load_pairs(data, config.get("sensor"), val_data=val_data, val_fraction=fraction,
+                      patch=patch, root=root).val
 
 
 # ----------------------------------------------------------------------------- patches

@@ -106,6 +106,7 @@ class TrainConfig:
         distill_gt_weight: Weight of the ground-truth L1 term when distilling.
         arch_kwargs: Architecture options for a model built from scratch.
         name: Output stem (default ``<arch>_<sensor>``).
+        note: Free text stored as the card's ``notes`` (what the data allowed, caveats).
         out: Folder of the weights; cards: folder of the card and log (default ``out``).
         overwrite: Replace existing outputs.
     """
@@ -138,6 +139,7 @@ class TrainConfig:
     distill_gt_weight: float = 0.5
     arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
+    note: str | None = None
     out: str = "."
     cards: str | None = None
     overwrite: bool = False
@@ -255,7 +257,8 @@ def _build(cfg: TrainConfig, n_bands: int) -> tuple[nn.Module, dict[str, Any],
         note("init", cfg.init, model)
     elif stage == "distill":
         model = pretrained.create_model("diffusion_student", n_bands=n_bands,
-                                        base=teacher.unet.base, timesteps=teacher.timesteps)
+                                        base=teacher.unet.base, timesteps=teacher.timesteps,
+                                        residual_scale=teacher.residual_scale)
         model.init_from_teacher(teacher)
     elif stage == "fuse":
         student = model_from_weights(cfg.student, "diffusion_student")
@@ -366,9 +369,9 @@ def _now() -> str:
 
 
 def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+    from tta.device import device_label
+
+    return f"{device} ({device_label(device)})"
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
@@ -574,6 +577,7 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
             "software": {"tta": str(__version__), "torch": str(torch.__version__)},
         },
         "held_out": _round(final) if final is not None else None,
+        "notes": cfg.note,
         "log": paths["log"].name,
     }
     log = {"name": name, "config": _config_dict(cfg), "split": loaded.split,
