@@ -401,7 +401,7 @@ def test_model_from_weights_checks(tmp_path):
 
 
 def test_list_zoo_and_models_command(tmp_path, monkeypatch):
-    assert list_zoo(tmp_path) == []
+    assert list_zoo(tmp_path, tmp_path) == []
     _save(tmp_path, "lagconv")
     (tmp_path / "fose_qb.yaml").write_text("name: fose_qb\narch: fose\nsensor: QB\n")
     cards = list_zoo(tmp_path, tmp_path)
