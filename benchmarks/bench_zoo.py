@@ -81,20 +81,6 @@ def held_out(card: dict, cards_dir: Path, data_root: Path) -> list:
     return pairs
 
 
-def score_classical(method: str, pairs: list, sensor: str) -> dict[str, float]:
-    from tta.classical import pansharpen
-    from tta.metrics import rr_metrics
-
-    rows = []
-    for p in pairs:
-        mv = p.max_value
-        fused = pansharpen(method, (p.ms[None] * mv).double(), (p.pan[None] * mv).double(),
-                           sensor=sensor, ratio=p.ratio)[0]
-        scores = rr_metrics(p.gt.double() * mv, fused, p.ratio, mv, border=0)
-        rows.append({k: float(v) for k, v in scores.items()})
-    return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
-
-
 def count_flops(model: torch.nn.Module, size: int, ratio: int) -> float:
     """FLOPs of one forward at ``size``² (the teacher: one UNet evaluation x its steps)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -197,15 +183,15 @@ def main() -> None:
 
     from tta.bench.runner import _speed_scene
     from tta.io import read_scene
-    from tta.training.trainer import validate
+    from tta.training.trainer import validate, validate_classical
 
     models = zoo_models(args.weights_dir, args.cards_dir, args.sensor)
     pairs = held_out(models[0][1].card, args.cards_dir, args.data_root)
     quality = []
     for method in [m for m in args.classical.split(",") if m]:
         print(f"quality {method} ...", flush=True)
-        quality.append({"model": method.upper(), **score_classical(method, pairs,
-                                                                     args.sensor)})
+        scores = validate_classical(method, pairs, args.sensor)
+        quality.append({"model": method.upper(), **{k: scores[k] for k in QUALITY}})
     for stem, model in models:
         print(f"quality {stem} ...", flush=True)
         scores = validate(model.to(device), pairs, device)

@@ -293,3 +293,26 @@ def test_cli_train_bad_input(tmp_path, rr_file, extra, message):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
     assert not list(tmp_path.glob("o/*.safetensors"))
+
+
+def test_validate_classical_known_answer():
+    """EXP is the 23-tap interpolation a Pair's ``lms`` already holds: scored against
+    ``gt = lms`` it is perfect (Q2n 1, SAM 0, ERGAS 0, L1 0); GSA, which injects PAN detail,
+    is not."""
+    from tta.physics import interp23tap
+    from tta.training import Pair, validate_classical
+
+    g = torch.Generator().manual_seed(0)
+    ms = 0.2 + 0.3 * torch.rand(4, 16, 16, generator=g, dtype=torch.float64)
+    pan = 0.2 + 0.3 * torch.rand(1, 64, 64, generator=g, dtype=torch.float64)
+    lms = interp23tap(ms[None], 4)[0]
+    pair = Pair(ms=ms, pan=pan, lms=lms, gt=lms.clone(), source="synthetic", ratio=4,
+                max_value=1023.0)
+    exp = validate_classical("exp", [pair], "GF2")
+    assert exp["Q2n"] == pytest.approx(1.0, abs=1e-6)
+    assert exp["SAM"] == pytest.approx(0.0, abs=1e-5) and exp["ERGAS"] == pytest.approx(0.0)
+    assert exp["L1"] == pytest.approx(0.0, abs=1e-9)
+    assert exp["images"][0]["image"] == "synthetic"
+    gsa = validate_classical("gsa", [pair], "GF2")
+    assert gsa["Q2n"] < 0.99 and gsa["ERGAS"] > 0.1
+    assert validate_classical("exp", [], "GF2") is None

@@ -19,10 +19,8 @@ from pretrained.zoo import (
     model_from_weights,
     read_card,
 )
-from tta.classical import pansharpen
 from tta.cli import cli
-from tta.metrics import rr_metrics
-from tta.training import held_out_pairs, validate
+from tta.training import held_out_pairs, validate, validate_classical
 
 #: The cards as tta train wrote them (list_zoo replaces "weights" by the file's path).
 SHIPPED = [read_card(CARDS_DIR / f"{c['name']}.yaml") for c in list_zoo()
@@ -97,16 +95,6 @@ BELOW_EXP = {"diffusion_teacher_wv3": "1000 CPU steps: it denoises but has not y
 ABOVE_GSA = ("fose_wv3",)
 
 
-def _classical(method: str, pairs: list, sensor: str) -> dict[str, float]:
-    rows = []
-    for p in pairs:
-        mv = p.max_value
-        fused = pansharpen(method, (p.ms[None] * mv).double(), (p.pan[None] * mv).double(),
-                           sensor=sensor, ratio=p.ratio)[0]
-        rows.append(rr_metrics(p.gt.double() * mv, fused, p.ratio, mv, border=0))
-    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("Q2n", "SAM", "ERGAS")}
-
-
 def _beats(got: dict, ref: dict) -> bool:
     return got["Q2n"] > ref["Q2n"] and got["SAM"] < ref["SAM"] and got["ERGAS"] < ref["ERGAS"]
 
@@ -125,10 +113,10 @@ def test_reproduces_held_out_scores_and_beats_exp(card, data_dir):
     assert got["Q2n"] == pytest.approx(want["Q2n"], abs=2e-4)
     assert got["SAM"] == pytest.approx(want["SAM"], rel=1e-3)
     assert got["ERGAS"] == pytest.approx(want["ERGAS"], rel=1e-3)
-    exp = _classical("exp", pairs, card["sensor"])
+    exp = validate_classical("exp", pairs, card["sensor"])
     assert _beats(got, exp) is (card["name"] not in BELOW_EXP)
     if card["name"] in ABOVE_GSA:
-        assert _beats(got, _classical("gsa", pairs, card["sensor"]))
+        assert _beats(got, validate_classical("gsa", pairs, card["sensor"]))
 
 
 def test_adapt_model_fose_from_the_cli(real_file, tmp_path):

@@ -33,6 +33,7 @@ from tta.training.trainer import (
     run_training,
     train,
     validate,
+    validate_classical,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "split_rows",
     "train",
     "validate",
+    "validate_classical",
 ]

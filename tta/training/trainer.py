@@ -65,7 +65,7 @@ from tta.training.data import (
 )
 
 __all__ = ["DEFAULT_LR", "STAGES", "TrainConfig", "TrainResult", "default_stage", "train",
-           "run_training", "validate"]
+           "run_training", "validate", "validate_classical"]
 
 STAGES = ("teacher", "distill", "e2e", "fuse", "joint")
 DEFAULT_LR = {"teacher": 2e-4, "distill": 1e-4, "e2e": 5e-4, "fuse": 5e-4, "joint": 2e-5}
@@ -349,6 +349,29 @@ def validate(model: nn.Module, pairs: list[Pair], device: torch.device | str = "
         rows.append({"image": pair.source, "L1": float((fused - gt).abs().mean()),
                      **{k: float(v) for k, v in scores.items()}})
     model.train(was)
+    keys = [k for k in rows[0] if k != "image"]
+    mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys}
+    return {**mean, "images": rows}
+
+
+@torch.no_grad()
+def validate_classical(method: str, pairs: list[Pair], sensor: Any) -> dict[str, Any] | None:
+    """:func:`validate`'s scores for a classical method (:func:`tta.classical.pansharpen`) on
+    the same pairs: the reference rows next to a network's held-out scores."""
+    from tta.classical import pansharpen
+    from tta.metrics import rr_metrics
+
+    if not pairs:
+        return None
+    rows = []
+    for pair in pairs:
+        mv = pair.max_value
+        fused = pansharpen(method, (pair.ms[None] * mv).double(), (pair.pan[None] * mv).double(),
+                           sensor=sensor, ratio=pair.ratio)[0]
+        gt = pair.gt.double() * mv
+        scores = rr_metrics(gt, fused, pair.ratio, mv, border=0)
+        rows.append({"image": pair.source, "L1": float((fused - gt).abs().mean() / mv),
+                     **{k: float(v) for k, v in scores.items()}})
     keys = [k for k in rows[0] if k != "image"]
     mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys}
     return {**mean, "images": rows}
