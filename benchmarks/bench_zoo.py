@@ -3,23 +3,25 @@
 Usage::
 
     python benchmarks/bench_zoo.py [--sensor WV3] [--weights-dir pretrained/weights]
-        [--data-root ../shared/data] [--device cpu] [--threads 2] [--sizes 512 2048]
+        [--data-root ../shared/data] [--device cpu] [--threads 2] [--sizes 512 1024]
         [--teacher-max-size 512] [--repeats 1]
 
-Quality: every zoo network of ``--sensor`` (weights and cards in ``--weights-dir``) is scored
-on the held-out images its card records: the same data specs, validation fraction and patch
-are re-read with :func:`tta.training.data.load_pairs`, so the held-out rows are exactly the
-ones the training never saw. Indexes: the toolbox RR set (Q2n, SAM, ERGAS, ...) in DN with no
-border cut, mean over the held-out images, as :func:`tta.training.trainer.validate` reports
-them; the classical rows (``--classical``, default EXP and GSA) are scored on the same images.
+Quality: every zoo network of ``--sensor`` (weights in ``--weights-dir``, cards and training
+logs in ``--cards-dir``) is scored on the rows its training run held out, re-read from the
+run's log with :func:`tta.training.held_out_pairs`, so they are exactly the rows the training
+never saw. Indexes: the toolbox RR set (Q2n, SAM, ERGAS, ...) in DN with no border cut, mean
+over the held-out images, as :func:`tta.training.validate` reports them; the classical rows
+(``--classical``, default EXP and GSA) come from :func:`tta.training.validate_classical` on
+the same rows.
 
 Cost: parameters; FLOPs of one forward (``torch.utils.flop_counter``, 2 per multiply-add, conv
 and matmul only) at ``--flops-size``² (PAN grid), the teacher as one UNet evaluation times its
 DDIM steps; inference time of the whole-scene path ``tta adapt --adapter none`` uses
 (:func:`tta.engine.adapt.adapt_scene`, batched tiles), on a centre crop (or mirror extension)
-of the WV2 scene to each ``--sizes``, median over ``--repeats`` after a warm-up run. The
-teacher is timed only up to ``--teacher-max-size`` (each of its 50 steps costs about one
-student forward). Writes ``zoo.{json,md,csv}`` in ``benchmarks/results/<date>-<device>/``.
+of the WV2 scene to each ``--sizes``: median over ``--repeats`` after a warm-up run, or the
+first run alone when it takes over 20 s. The teacher is timed only up to
+``--teacher-max-size`` (each of its 50 steps costs about one student forward). Writes
+``zoo.{json,md,csv}`` in ``benchmarks/results/<date>-<device>/``.
 """
 
 from __future__ import annotations
