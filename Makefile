@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 # Sample scene: the real WV2 scene beside the repository; override with SCENE=... SENSOR=...
 SCENE  ?= ../shared/data/wv2/wv2_grip_top_fr.h5
 SENSOR ?=
-# Pretrained source network: a WorldView-3 checkpoint (DLPan-Toolbox FusionNet) adapted to the
-# scene; override with MODEL=arch WEIGHTS=file.pth (or WEIGHTS= for a zoo name in MODEL).
-MODEL   ?= fusionnet
-WEIGHTS ?= ../shared/weights/dlpan/wv3/fusionnet.pth
+# Pretrained source network: our shipped WorldView-3 Fose (pretrained/weights) adapted to the
+# scene; override with MODEL=NAME[:SENSOR] (zoo) or MODEL=arch WEIGHTS=file.pth.
+MODEL   ?= fose
+WEIGHTS ?=
 ADAPTER ?= ft
 OUTDIR ?= demo-out
 SENSOR_ARG := $(if $(SENSOR),--sensor $(SENSOR),)

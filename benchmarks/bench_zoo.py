@@ -21,7 +21,8 @@ DDIM steps; inference time of the whole-scene path ``tta adapt --adapter none`` 
 of the WV2 scene to each ``--sizes``: median over ``--repeats`` after a warm-up run, or the
 first run alone when it takes over 20 s. The teacher is timed only up to
 ``--teacher-max-size`` (each of its 50 steps costs about one student forward). Writes
-``zoo.{json,md,csv}`` in ``benchmarks/results/<date>-<device>/``.
+``zoo.{json,md,csv}`` (WV3; ``zoo_<sensor>.*`` for the others) in
+``benchmarks/results/<date>-<device>/``.
 """
 
 from __future__ import annotations
@@ -236,11 +237,12 @@ def main() -> None:
             "quality": quality, "cost": cost, "speed": speed, "notes": notes,
             "weights": {stem: m.card["weights"]["sha256"] for stem, m in models}}
     folder = result_folder(device, args.out)
-    with open(folder / "zoo.csv", "w", newline="") as fh:
+    stem = "zoo" if args.sensor.upper() == "WV3" else f"zoo_{args.sensor.lower()}"
+    with open(folder / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["model", *QUALITY])
         writer.writeheader()
         writer.writerows({k: r[k] for k in ("model", *QUALITY)} for r in quality)
-    write_results(folder, "zoo", meta, markdown(meta))
+    write_results(folder, stem, meta, markdown(meta))
 
 
 if __name__ == "__main__":

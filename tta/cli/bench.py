@@ -56,10 +56,10 @@ def command(ctx: click.Context, matrix: str | None, quick: bool, out: str | None
             no_figures: bool, device: str, overwrite: bool) -> None:
     """Adapt, fuse and score every cell of a benchmark MATRIX; write CSV, Markdown and PNGs.
 
-    MATRIX is a YAML file or a built-in name (quick, cross_sensor). Each target runs under
-    the reduced-resolution (Wald) and full-resolution protocols; see tta/bench/matrix.py for
-    the file format. Example: tta bench --quick -o bench-out; tta bench cross_sensor
-    --target my_scene.h5 --source fusionnet-wv3.
+    MATRIX is a YAML file or a built-in name (quick, cross_sensor, samplers, zoo). Each
+    target runs under the reduced-resolution (Wald) and full-resolution protocols; see
+    tta/bench/matrix.py for the file format. Example: tta bench --quick -o bench-out;
+    tta bench cross_sensor --target my_scene.h5 --source fusionnet-wv3.
     """
     import torch
 
