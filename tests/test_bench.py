@@ -93,6 +93,15 @@ def test_builtin_matrices_parse_and_zpnn_follows_the_paper():
     assert full.method_config(ft, "fps", 2).sampler == "fps"
 
 
+def test_restrict_drops_the_timing_whose_source_is_filtered_out():
+    zoo = builtin_matrix("zoo")
+    assert zoo.speed is not None and zoo.speed.source == "fose-wv3"
+    kept = zoo.restrict(sources=["fose-wv3", "lagconv-wv3"])
+    assert kept.speed == zoo.speed
+    qb = zoo.restrict(sources=["fose-qb", "lagconv-qb"])
+    assert qb.speed is None and [s.name for s in qb.sources] == ["fose-qb", "lagconv-qb"]
+
+
 def test_matrix_roots_and_restrict(tmp_path):
     m = parse_matrix(_tiny_matrix(tmp_path), data_root=tmp_path, weights_root="/w")
     assert m.scene_path(m.targets[0]) == str(tmp_path / "qb_fr.h5")

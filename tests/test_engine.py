@@ -196,7 +196,8 @@ def test_compiled_training_step_matches_eager():
     comp, r_comp = adapt(_model(), scene, adapter="ft", compile="default", **FAST)
     assert r_comp["config"]["compile"] == "default"
     np.testing.assert_allclose(r_comp["loss"]["curve"], r_eager["loss"]["curve"], rtol=1e-4)
-    np.testing.assert_allclose(comp, eager, atol=0.1)  # DN; reassociated float sums
+    # DN; reassociated float sums over the training steps drift by ~1e-4 relative
+    np.testing.assert_allclose(comp, eager, rtol=1e-3, atol=0.1)
     # swift trains through the whole network: compile is not applied and results are exact
     s_eager, _ = adapt(_model(), scene, adapter="swift", **FAST)
     s_comp, _ = adapt(_model(), scene, adapter="swift", compile="default", **FAST)

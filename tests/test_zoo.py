@@ -346,8 +346,10 @@ def test_load_zoo_missing_weights_message(tmp_path):
 def test_resolve_model_uses_the_zoo():
     from tta.models import resolve_model
 
-    with pytest.raises(InputError, match="no shipped weights for 'lagconv' \\(sensor QB\\)"):
-        resolve_model("lagconv:qb")
+    net = resolve_model("lagconv:qb")
+    assert net.n_bands == 4 and net.weights_record.file == "lagconv_qb.safetensors"
+    with pytest.raises(InputError, match="no shipped weights for 'lagconv' \\(sensor GF2\\)"):
+        resolve_model("lagconv:gf2")
 
 
 def test_resolve_model_reads_trained_safetensors(tmp_path):

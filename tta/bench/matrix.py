@@ -164,7 +164,8 @@ class BenchMatrix:
     def restrict(self, *, targets: Sequence[Target] | None = None, seeds: Sequence[int] | None
                  = None, steps: int | None = None, methods: Sequence[str] | None = None,
                  sources: Sequence[str] | None = None) -> BenchMatrix:
-        """A copy with some axes replaced or filtered (the CLI's overrides)."""
+        """A copy with some axes replaced or filtered (the CLI's overrides); the timing part
+        is dropped when its source or target is no longer in the matrix."""
         out = replace(self)
         if targets is not None:
             out.targets = list(targets)
@@ -184,6 +185,9 @@ class BenchMatrix:
                 raise InputError(f"--source: no source named {', '.join(unknown)} in the "
                                  f"matrix ({', '.join(s.name for s in out.sources)})")
             out.sources = [s for s in out.sources if s.name in sources]
+        if out.speed is not None and (out.speed.source not in {s.name for s in out.sources}
+                                      or out.speed.target not in {t.name for t in out.targets}):
+            out.speed = None  # the timing's source or target was filtered out: no timing
         _check(out)
         return out
 
