@@ -64,7 +64,7 @@ def test_adapt_checkpoint_alone_and_config(wv2_rr, weights_dir, tmp_path):
               "--config", cfg, "--no-compare", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert "adapter mapper" in res.output and "(kmeans)" in res.output
-    assert "Q2n" not in res.output
+    assert "Q2n (+)" not in res.output  # no comparison table (the decision line names rr_Q2n)
 
 
 @pytest.mark.parametrize(("args", "message"), [

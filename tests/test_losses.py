@@ -17,7 +17,10 @@ from tta.losses import (
     PhysicsLoss,
     anchor_loss,
     default_border,
+    ergas_loss,
     loss_weights,
+    q2n_loss,
+    reproject_fused,
     spatial_loss,
     spectral_loss,
     zpnn_rho_max,
@@ -240,7 +243,7 @@ def _batch(device, b: int = 2):
 
 
 def test_physics_loss_parts_sum_to_total(device):
-    weights = {"spectral": 2.0, "spatial": 0.5, "anchor": 0.25}
+    weights = {"spectral": 2.0, "spatial": 0.5, "anchor": 0.25, "ergas": 0.05, "q2n": 1.0}
     loss = PhysicsLoss(GAINS, 4, weights=weights).to(device)
     fused, ms, pan, lms = _batch(device)
     ref = lms + 0.01
@@ -255,6 +258,10 @@ def test_physics_loss_parts_sum_to_total(device):
         spatial_loss(fused, pan, 4, lms=lms, gnyq_ms=GAINS, border=4 * b).item(), rel=1e-12)
     assert parts["anchor"].item() == pytest.approx(
         anchor_loss(fused, ref, border=4 * b).item(), rel=1e-12)
+    proj = reproject_fused(fused, 4, kernels=loss.kernels)
+    assert parts["ergas"].item() == pytest.approx(
+        ergas_loss(proj, ms, 4, border=b).item(), rel=1e-12)
+    assert parts["q2n"].item() == pytest.approx(q2n_loss(proj, ms, border=b).item(), rel=1e-12)
     total.backward()
     assert torch.isfinite(fused.grad).all() and fused.grad.abs().sum() > 0
 
@@ -333,9 +340,9 @@ def _preset_yaml() -> dict:
 def test_loss_weights_default_and_overrides():
     default = loss_weights(None)
     assert set(default) == set(LOSS_TERMS)
-    assert default == {"spectral": 1.0, "spatial": 0.36, "anchor": 0.1}
+    assert default == {"spectral": 1.0, "spatial": 0.1, "anchor": 0.1, "ergas": 0.0, "q2n": 0.0}
     assert loss_weights("not-a-sensor") == default
-    assert loss_weights("GE1")["spatial"] == 0.25
+    assert loss_weights("GE1")["spatial"] == 0.07
     assert loss_weights("worldview-3") == loss_weights("WV3") == loss_weights(WV3)
     w = loss_weights("WV3")
     w["spectral"] = 5.0  # a copy: the presets are not modified
@@ -375,3 +382,38 @@ def test_real_wv3_reduced_resolution(real_file):
     total_gt, _ = PhysicsLoss.from_sensor("WV3")(gt, ms, pan, lms)
     total_lms, _ = PhysicsLoss.from_sensor("WV3")(lms, ms, pan, lms)
     assert total_gt.item() < 0.6 * total_lms.item()
+
+
+def test_lambda_pnn_terms_match_the_indexes(device):
+    """ERGAS and 1 - Q2n terms equal the metrics' values (float Q2n, no DN cast), vanish on
+    a perfect reprojection and carry a gradient."""
+    from tta.metrics import ergas, q2n
+
+    gen = torch.Generator().manual_seed(3)
+    ms = (0.2 + 0.1 * torch.rand(2, 4, 32, 32, generator=gen, dtype=torch.float64)).to(device)
+    proj = (ms + 0.01 * torch.randn(2, 4, 32, 32, generator=gen,
+                                    dtype=torch.float64).to(device)).requires_grad_(True)
+    e = ergas_loss(proj, ms, 4)
+    expected = torch.stack([ergas(ms[i], proj[i].detach(), 4) for i in range(2)]).mean()
+    assert e.item() == pytest.approx(float(expected), rel=1e-6)
+    q = q2n_loss(proj, ms)
+    assert q.item() == pytest.approx(1 - float(q2n(ms, proj.detach(), 32, dn_cast=False).mean()),
+                                     rel=1e-9)
+    (e + q).backward()
+    assert torch.isfinite(proj.grad).all() and proj.grad.abs().sum() > 0
+    assert ergas_loss(ms, ms, 4).item() < 1e-4 and abs(q2n_loss(ms, ms).item()) < 1e-9
+    with pytest.raises(ValueError):
+        ergas_loss(proj[:, :3], ms, 4)
+
+
+def test_q2n_loss_after_q2n_in_inference_mode():
+    """The Q2n structure constants are cached: a first call under inference mode (the
+    never-harm decision scores with it) must not poison the differentiable loss."""
+    from tta.metrics import q2n
+
+    ms = 0.2 + 0.05 * torch.rand(1, 8, 32, 32, dtype=torch.float64)
+    with torch.inference_mode():
+        q2n(ms * 2047, ms * 2047)
+    proj = (ms + 0.01).requires_grad_(True)
+    q2n_loss(proj, ms).backward()
+    assert torch.isfinite(proj.grad).all()

@@ -136,6 +136,14 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                f"patches ({cfg.sampler})")
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
+    radiometry = report.get("radiometry") or {}
+    if radiometry.get("applied"):
+        click.echo(f"radiometry: inputs x{radiometry['gain']:.3g} (scene PAN level "
+                   f"{radiometry['scene_level']:.3f}, network's {radiometry['source_level']:.3f};"
+                   f" self-check Q2n {radiometry['self_check']})")
+    decision = report.get("decision")
+    if decision:
+        click.echo(f"decision: {decision['choice']} - {decision['reason']}")
     metrics = report.get("metrics")
     if metrics:
         from tta.evaluation import BETTER

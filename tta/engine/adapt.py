@@ -1,16 +1,21 @@
 """Test-time adaptation of a pretrained network to one scene, then whole-scene fusion.
 
-Stages (each timed in the report): *prepare* (normalise, upsample the MS with interp23tap,
-find each band's coregistration phase), *sample* (tile the PAN grid into patches, describe
-them, select a few with :mod:`tta.sampling`), *decompose* (find the extractor | mapper
-interface), *cache* (run the frozen model once on the selected patches and keep the interface
-features and the rest of the output), *calibrate* (SWIFT only: rank weights by gradients),
-*train* (AdamW on the physics-aware unsupervised loss of :mod:`tta.losses`), *infer* (batched
-tiles with smooth blending over the whole scene, :func:`tta.engine.tiling.tiled_fuse`).
+Stages (each timed in the report): *prepare* (normalise; Wald-degrade the scene once for the
+reduced-resolution terms; radiometric harmonisation, :mod:`tta.engine.radiometry`; upsample
+the MS with interp23tap; find each band's coregistration phase), *sample* (tile the PAN grid
+into patches, describe them, select a few with :mod:`tta.sampling`), *decompose* (find the
+extractor | mapper interface), *cache* (run the frozen model once on the selected patches and
+on windows of the degraded scene, :mod:`tta.engine.reduced`, and keep the interface features
+and the rest of the output), *calibrate* (SWIFT only: rank weights by gradients), *train*
+(AdamW on the physics-aware unsupervised loss of :mod:`tta.losses` plus the
+reduced-resolution self-supervision), *decide* (never harm: the adapted or the direct network,
+:mod:`tta.engine.decision`), *infer* (batched tiles with smooth blending over the whole scene,
+:func:`tta.engine.tiling.tiled_fuse`).
 
 When the adapter leaves the extractor frozen and the output is ``mapper(f) + rest``, training
 runs on the cached ``f`` and ``rest`` only (the mapper and the tailor per step); otherwise
 (SWIFT, full fine-tuning, non-additive tails) each step runs the whole model on the patches.
+No stage reads a scene's ``gt``.
 """
 
 from __future__ import annotations
@@ -196,6 +201,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     """
     from adapters import create_adapter
     from tta.device import resolve_device
+    from tta.engine.reduced import reduced_pairs, reduced_scene
     from tta.engine.tiling import tiled_fuse
     from tta.losses import PhysicsLoss
     from tta.physics import coregistration_phases, interp23tap
@@ -215,14 +221,27 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     if use_amp:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    scale = model_max_value(model, scene.max_value)
+    from tta.engine.radiometry import level_gain
+
+    harmony = level_gain(scene.pan, model_max_value(model, scene.max_value),
+                         source_level=getattr(getattr(model, "weights_record", None),
+                                              "pan_level", None), nodata=scene.nodata)
     # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
     # reachable as result.adapter.decomposition.model).
     model = copy.deepcopy(model).to(dev).eval()
 
     with clock.stage("prepare"):
-        ms = _to_tensor(scene.ms, dev, scale)[None]
-        pan = _to_tensor(scene.pan, dev, scale)[None, None]
+        ms = _to_tensor(scene.ms, dev, harmony.divisor)[None]
+        pan = _to_tensor(scene.pan, dev, harmony.divisor)[None, None]
+        reduced = None
+        if cfg.rr_weight > 0 or cfg.decide or (cfg.harmonise and harmony.candidate != 1.0):
+            reduced = reduced_scene(ms, pan, tuple(sensor.mtf_ms), ratio)
+        if cfg.harmonise and reduced is not None:
+            harmony = _harmonise(harmony, model, forward_fn, reduced, ratio, cfg.seed)
+        scale = harmony.divisor / harmony.gain  # normalised = DN / scale
+        if harmony.gain != 1.0:
+            ms, pan = ms * harmony.gain, pan * harmony.gain
+            reduced = tuple(t * harmony.gain for t in reduced)
         lms = interp23tap(ms, ratio)
         if cfg.coregister:
             phase = coregistration_phases(ms, pan, sensor.mtf_ms, ratio)[0]  # (C, 2)
@@ -242,10 +261,11 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
                             forward_fn=forward_fn,
                             probe=(ms_p[:1], pan_p[:1], lms_p[:1]))
 
-        def run_model(m_ms: Tensor, m_pan: Tensor, m_lms: Tensor) -> Tensor:
+        def run_model(m_ms: Tensor, m_pan: Tensor, m_lms: Tensor,
+                      net: nn.Module = model) -> Tensor:
             ctx = torch.autocast("cuda", torch.bfloat16) if use_amp else nullcontext()
             with ctx:
-                out = forward_fn(model, m_ms, m_pan, m_lms)
+                out = forward_fn(net, m_ms, m_pan, m_lms)
             return out.float()
 
         direct = None
@@ -258,6 +278,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
                                     progress=progress)
 
         adapter = create_adapter(cfg.adapter, **cfg.adapter_options)
+        source = copy.deepcopy(model) if cfg.decide else model  # the direct network
         fast = not adapter.trains_extractor and dec.tail == "add"
         loss_fn = PhysicsLoss.from_sensor(sensor, weights=cfg.loss_weights,
                                           spatial_kind=cfg.spatial_loss).to(dev)
@@ -268,6 +289,13 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
                 from tta.losses import zpnn_rho_max
 
                 rho_max = zpnn_rho_max(lms_p, pan_p, ratio, kernels=loss_fn.kernels)
+            rr = None
+            if cfg.rr_weight > 0 and reduced is not None:
+                rr = reduced_pairs(reduced, ratio, cfg.patch, max(int(ms_p.shape[0]), 1),
+                                   seed=cfg.seed)
+            rr_feats = rr_rest = None
+            if rr is not None and fast:
+                rr_feats, rr_rest, _ = _cache(dec, rr.ms, rr.pan, rr.lms, fast)
         adapter.attach(dec)
 
         calib = None
@@ -287,7 +315,8 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
             with clock.stage("train"):
                 curve, parts_first, parts_last = _train(
                     dec, adapter, params, loss_fn, cfg, (ms_p, pan_p, lms_p), reference,
-                    phase, feats, rest, rho_max, fast, use_amp, dev, progress)
+                    phase, feats, rest, rho_max, fast, use_amp, dev, progress,
+                    rr=(rr, rr_feats, rr_rest))
     finally:
         torch.random.set_rng_state(gen_state)
 
@@ -295,12 +324,24 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         adapter.set_condition(t_ms, t_pan, t_lms)
         return run_model(t_ms, t_pan, t_lms)
 
+    def run_direct(t_ms: Tensor, t_pan: Tensor, t_lms: Tensor) -> Tensor:
+        return run_model(t_ms, t_pan, t_lms, net=source)
+
     model.eval()
+    decision = None
+    if cfg.decide:
+        with clock.stage("decide"):
+            decision = _decide(run_direct, run_adapted, (ms, pan, lms), reduced, sensor,
+                               ratio, scale, cfg)
+    chosen = run_direct if decision is not None and decision.choice == "direct" else run_adapted
     with clock.stage("infer"):
-        overlap, margin = _blending(cfg, run_adapted, n_bands, ratio, dev)
-        fused = tiled_fuse(run_adapted, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
-                           overlap=overlap, margin=margin, batch_size=cfg.inference_batch,
-                           device=dev, progress=progress)
+        overlap, margin = _blending(cfg, chosen, n_bands, ratio, dev)
+        if chosen is run_direct and direct is not None:
+            fused = direct.copy()
+        else:
+            fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
+                               overlap=overlap, margin=margin,
+                               batch_size=cfg.inference_batch, device=dev, progress=progress)
     fused *= scale
     if direct is not None:
         direct *= scale
@@ -310,7 +351,8 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
             direct[:, scene.nodata] = 0
 
     report = _report(model, scene, cfg, dev, dec, adapter, sample_info, calib, curve,
-                     parts_first, parts_last, clock.times, phase, (overlap, margin))
+                     parts_first, parts_last, clock.times, phase, (overlap, margin), harmony)
+    report["decision"] = decision.to_dict() if decision is not None else None
     if compare:
         from tta.evaluation import evaluate
 
@@ -322,6 +364,48 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         report["timings"]["evaluate"] = clock.times["evaluate"]
     return AdaptResult(fused=fused, report=report, adapter=adapter, decomposition=dec,
                        direct=direct)
+
+
+def _harmonise(h: Any, model: nn.Module, forward_fn: ForwardFn, reduced: Any, ratio: int,
+               seed: int) -> Any:
+    """:func:`tta.engine.radiometry.choose_gain` with the direct network's reduced-resolution
+    Q2n on windows of the degraded scene as the self-check."""
+    from tta.engine.decision import fuse_batched
+    from tta.engine.radiometry import choose_gain
+    from tta.engine.reduced import reduced_pairs
+    from tta.metrics import q2n
+
+    pairs = reduced_pairs(reduced, ratio, 128, 16, seed=seed)
+    if pairs is None:
+        return h
+
+    def check(gain: float) -> float:
+        def fn(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+            return forward_fn(model, a * gain, b * gain, c * gain) / gain
+
+        fused = fuse_batched(fn, pairs.ms, pairs.pan, pairs.lms).double()
+        return float(q2n(pairs.ref.double() * h.divisor, fused * h.divisor).mean())
+
+    return choose_gain(h, check)
+
+
+def _decide(run_direct: Callable[..., Tensor], run_adapted: Callable[..., Tensor],
+            scene_t: tuple[Tensor, Tensor, Tensor], reduced: Any, sensor: Any, ratio: int,
+            dn: float, cfg: AdaptConfig) -> Any:
+    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy."""
+    from tta.engine.decision import check_windows, decide, score_candidate
+    from tta.engine.reduced import reduced_pairs
+
+    gains = tuple(sensor.mtf_ms)
+    fr = check_windows(*scene_t, ratio, seed=cfg.seed)
+    rr = reduced_pairs(reduced, ratio, 128, 16, seed=cfg.seed) if reduced is not None else None
+    kw = {"gains": gains, "ratio": ratio, "dn": dn}
+    windows = {"fr": int(fr[0].shape[0]), "fr_side": int(fr[1].shape[-1]),
+               "rr": len(rr) if rr is not None else 0,
+               "rr_side": rr.patch if rr is not None else None}
+    return decide(score_candidate(run_direct, fr, rr, **kw),
+                  score_candidate(run_adapted, fr, rr, **kw),
+                  tolerance=cfg.decision_tolerance, windows=windows)
 
 
 def _blending(cfg: AdaptConfig, fn: Callable[[Tensor, Tensor, Tensor], Tensor], n_bands: int,
@@ -375,12 +459,15 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
            cfg: AdaptConfig, patches: tuple[Tensor, Tensor, Tensor], reference: Tensor,
            phase: Tensor | None, feats: Tensor | None, rest: Tensor | None,
            rho_max: Tensor | None, fast: bool,
-           use_amp: bool, dev: torch.device, progress: bool
+           use_amp: bool, dev: torch.device, progress: bool,
+           rr: tuple[Any, Tensor | None, Tensor | None] = (None, None, None)
            ) -> tuple[list[float], dict[str, float], dict[str, float]]:
     """AdamW steps on the physics loss; returns the loss curve and first/last loss parts."""
     from tqdm.auto import tqdm
 
     ms_p, pan_p, lms_p = patches
+    pairs, rr_feats, rr_rest = rr
+    rr_border = pan_p.shape[-1] // ms_p.shape[-1]  # one MS pixel of the degraded pairs
     own = {id(p) for p in adapter.parameters()}
     groups = [
         {"params": [p for p in params if id(p) in own], "weight_decay": cfg.weight_decay},
@@ -406,7 +493,19 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
                 out = dec.mapper(b_feats) + b_rest
             else:
                 out = dec.forward(b_ms, b_pan, b_lms)
-        return loss_fn(out.float(), b_ms, b_pan, b_lms, b_ref, phase=phase, rho_max=b_rho)
+        total, parts = loss_fn(out.float(), b_ms, b_pan, b_lms, b_ref, phase=phase,
+                               rho_max=b_rho)
+        if pairs is not None:
+            adapter.set_condition(pairs.ms, pairs.pan, pairs.lms)
+            with ctx:
+                if fast:
+                    out_r = dec.mapper(rr_feats) + rr_rest
+                else:
+                    out_r = dec.forward(pairs.ms, pairs.pan, pairs.lms)
+            b = rr_border
+            parts["reduced"] = (out_r.float() - pairs.ref)[..., b:-b, b:-b].abs().mean()
+            total = total + cfg.rr_weight * parts["reduced"]
+        return total, parts
 
     step_fn = forward_loss
     if cfg.compile is not None and fast:  # shapes are fixed within a run: not dynamic
@@ -441,7 +540,7 @@ def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,
             dec: Decomposition, adapter: Any, sample_info: dict[str, Any],
             calib: dict[str, Any] | None, curve: list[float], first: dict[str, float],
             last: dict[str, float], times: dict[str, float], phase: Tensor | None,
-            overlap: tuple[int, int]) -> dict[str, Any]:
+            overlap: tuple[int, int], harmony: Any) -> dict[str, Any]:
     from tta import __version__
 
     record = getattr(model, "weights_record", None)
@@ -451,7 +550,8 @@ def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,
     summary.pop("candidates", None)
     timings = dict(times)
     timings["adapt"] = sum(times.get(k, 0.0) for k in ("prepare", "sample", "decompose",
-                                                      "cache", "calibrate", "train"))
+                                                      "cache", "calibrate", "train",
+                                                      "decide"))
     timings["adapt_and_infer"] = timings["adapt"] + times.get("infer", 0.0)
     return {
         "tta_version": __version__,
@@ -472,6 +572,7 @@ def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,
         "adapter": {"kind": adapter.kind, "config": adapter.config(),
                     "trainable": adapter.num_trainable(), "swift": calib},
         "sampling": sample_info,
+        "radiometry": harmony.to_dict(),
         "coregistration_phase": phase.tolist() if phase is not None else None,
         "loss": {"curve": curve, "first": first, "last": last},
         "inference": {"tile": cfg.tile, "overlap": overlap[0], "margin": overlap[1]},

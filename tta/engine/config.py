@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ class AdaptConfig:
             adapters that train through the whole network (``swift``, ``full``) run eagerly.
         seed: Seed of sampling, adapter initialisation and batching.
         max_nodata: Patches with a larger nodata share are never selected.
+        rr_weight: Weight of the reduced-resolution self-supervision (Scarpa et al. 2018):
+            the scene, Wald-degraded, must be fused back into its own MS (L1, normalised
+            DN); 0 turns it off. :mod:`tta.engine.reduced`.
+        harmonise: Bring a scene whose PAN level is far from the network's training level
+            (another bit depth or gain) to that level when the reduced-resolution
+            self-check prefers it; :mod:`tta.engine.radiometry`.
+        decide: Never harm: keep the direct network when adaptation loses on the
+            reduced-resolution self-check or the full-resolution HQNR;
+            :mod:`tta.engine.decision`.
+        decision_tolerance: Largest loss on one family the decision accepts.
     """
 
     adapter: str = "ft"
@@ -73,6 +84,10 @@ class AdaptConfig:
     compile: str | None = None
     seed: int = 0
     max_nodata: float = 0.0
+    rr_weight: float = 2.0
+    harmonise: bool = True
+    decide: bool = True
+    decision_tolerance: float = 0.002
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,6 +123,11 @@ class AdaptConfig:
         if self.compile not in (None, "default", "reduce-overhead", "max-autotune"):
             raise InputError(f"compile must be default, reduce-overhead or max-autotune, got "
                              f"{self.compile!r}")
+        if not (math.isfinite(self.rr_weight) and self.rr_weight >= 0):
+            raise InputError(f"rr_weight must be finite and >= 0, got {self.rr_weight}")
+        if not (math.isfinite(self.decision_tolerance) and 0 <= self.decision_tolerance < 1):
+            raise InputError(f"decision_tolerance must lie in [0, 1), got "
+                             f"{self.decision_tolerance}")
         if not 0.0 <= self.max_nodata < 1.0:
             raise InputError(f"max_nodata must lie in [0, 1), got {self.max_nodata}")
 

@@ -22,6 +22,9 @@ from tta.losses.terms import (
     _as_gain_list,
     anchor_loss,
     default_border,
+    ergas_loss,
+    q2n_loss,
+    reproject_fused,
     spatial_loss,
     spectral_loss,
 )
@@ -31,7 +34,7 @@ from tta.sensors import Sensor, get_sensor
 __all__ = ["LOSS_TERMS", "PhysicsLoss", "loss_weights"]
 
 #: Names of the loss terms, in the order they are computed and reported.
-LOSS_TERMS = ("spectral", "spatial", "anchor")
+LOSS_TERMS = ("spectral", "spatial", "anchor", "ergas", "q2n")
 
 
 def _check_weights(weights: Mapping[str, Any], origin: str) -> dict[str, float]:
@@ -79,19 +82,20 @@ def loss_weights(sensor: Sensor | str | Path | None = None) -> dict[str, float]:
 
     Read from ``tta/losses/presets.yaml``: its ``default`` entry, updated by the entry named
     after the sensor (upper-case preset name; aliases resolve), if any. Unknown sensors get
-    the default. Defaults: ``spectral`` 1.0 and ``spatial`` 0.36 (Z-PNN's loss
-    ``L_spec + beta L_struct`` with its WV2/WV3 ``beta``; GE1 0.25), ``anchor`` 0.1 (our
-    choice: weaker per pixel than a consistent spectral push, see the YAML file).
+    the default. Defaults: ``spectral`` 1.0 and ``spatial`` 0.1 (Z-PNN's loss
+    ``L_spec + beta L_struct`` with ``beta`` tuned together with the reduced-resolution
+    self-supervision of :mod:`tta.engine`; Z-PNN's own WV2/WV3 ``beta`` is 0.36; GE1 0.07),
+    ``anchor`` 0.1 (our choice: weaker per pixel than a consistent spectral push),
+    ``ergas`` and ``q2n`` 0 (lambda-PNN's terms); the YAML file says why.
 
     Args:
         sensor: A :class:`~tta.sensors.Sensor`, a name or alias, or None for the default.
 
     Returns:
-        A new dict ``{"spectral", "spatial", "anchor"}`` of floats.
+        A new dict of :data:`LOSS_TERMS` to floats.
 
     Reference:
-        Z-PNN ``sensor.py`` (github.com/matciotola/Z-PNN) for ``spatial``; provisional,
-        to be tuned on held-out criteria.
+        Z-PNN ``sensor.py`` (github.com/matciotola/Z-PNN) for the form of ``spatial``.
     """
     presets = _presets()
     out = dict(presets["DEFAULT"])
@@ -269,6 +273,13 @@ class PhysicsLoss(nn.Module):
                 fused, pan, self.ratio, lms=lms, window=self.window, kind=self.spatial_kind,
                 border=self.ratio * self.border, rho_max=rho_max, kernels=self.kernels,
                 threshold_window=self.threshold_window)
+        if w["ergas"] or w["q2n"]:
+            proj = reproject_fused(fused, self.ratio, kernels=self.kernels,
+                                   phase=self.phase if phase is None else phase)
+            if w["ergas"]:
+                parts["ergas"] = ergas_loss(proj, ms, self.ratio, border=self.border)
+            if w["q2n"]:
+                parts["q2n"] = q2n_loss(proj, ms, border=self.border)
         if w["anchor"] and reference is not None:
             parts["anchor"] = anchor_loss(fused, reference, border=self.ratio * self.border)
         if not parts:

@@ -29,6 +29,9 @@ __all__ = [
     "ZPNN_THRESHOLD_WINDOW",
     "anchor_loss",
     "default_border",
+    "ergas_loss",
+    "q2n_loss",
+    "reproject_fused",
     "spatial_loss",
     "spectral_loss",
     "zpnn_rho_max",
@@ -378,6 +381,54 @@ def spatial_loss(
     x = 1.0 - rho.clamp_min(-1.0)
     worst = x > (1.0 - rho_max)
     return _crop(x * worst.to(x.dtype), border).mean()
+
+
+# ----------------------------------------------------------------------------- lambda-PNN
+def reproject_fused(fused: Tensor, ratio: int, *, kernels: Tensor,
+                    phase: Phase | None = None) -> Tensor:
+    """``decimate(MTF(fused), ratio, phase)``: the fused image brought back to the MS grid
+    (the projection inside :func:`spectral_loss`, for the terms that compare it as a whole)."""
+    _check_image(fused, "fused")
+    return decimate(depthwise_filter(fused, kernels, padding="replicate"), ratio, phase)
+
+
+def ergas_loss(proj: Tensor, ms: Tensor, ratio: int, *, border: int = 0,
+               eps: float = 1e-12) -> Tensor:
+    """ERGAS between a reprojected fused image and the MS (both on the MS grid).
+
+    ``100 / ratio * sqrt(mean_b(RMSE_b^2 / mu_b^2))`` per sample, averaged over the batch.
+
+    Reference:
+        lambda-PNN (Ciotola et al., "Unsupervised deep learning-based pansharpening with
+        jointly enhanced spectral and spatial fidelity", IEEE TGRS 2023;
+        github.com/matciotola/Lambda-PNN): the ERGAS term of its loss, on the reprojected
+        output; the index as :func:`tta.metrics.ergas`.
+    """
+    if proj.shape != ms.shape:
+        raise ValueError(f"proj {tuple(proj.shape)} does not match ms {tuple(ms.shape)}")
+    d = _crop(proj - ms.to(proj.dtype), border)
+    m = _crop(ms.to(proj.dtype), border)
+    ratio_sq = d.square().mean(dim=(-2, -1)) / m.mean(dim=(-2, -1)).square().clamp_min(eps)
+    return (100.0 / ratio * ratio_sq.mean(dim=-1).clamp_min(eps).sqrt()).mean()
+
+
+def q2n_loss(proj: Tensor, ms: Tensor, *, border: int = 0, block_size: int = 32) -> Tensor:
+    """``1 - Q2n(ms, proj)``: Khan's spectral distortion of the reprojected fused image.
+
+    Q2n on float values (no DN cast, so it is differentiable) with ``block_size`` blocks,
+    reduced to the image side when the MS is smaller.
+
+    Reference:
+        lambda-PNN's ``D_lambda,K`` term (github.com/matciotola/Lambda-PNN ``metrics.py``);
+        Q2n as :func:`tta.metrics.q2n` (toolbox ``q2n.m``).
+    """
+    from tta.metrics import q2n
+
+    if proj.shape != ms.shape:
+        raise ValueError(f"proj {tuple(proj.shape)} does not match ms {tuple(ms.shape)}")
+    p, m = _crop(proj, border), _crop(ms.to(proj.dtype), border)
+    block = max(2, min(block_size, *m.shape[-2:]))
+    return 1.0 - q2n(m, p, block, dn_cast=False).mean()
 
 
 # ----------------------------------------------------------------------------- anchor

@@ -146,7 +146,16 @@ def onion_mult(a: Tensor, b: Tensor) -> Tensor:
 
 @lru_cache(maxsize=8)
 def _structure_constants(n: int) -> Tensor:
-    """``S[i, j, k]``: component k of ``onion_mult(e_i, e_j)`` (the product is bilinear)."""
+    """``S[i, j, k]``: component k of ``onion_mult(e_i, e_j)`` (the product is bilinear).
+
+    Built outside inference mode, so that the cached tensor can also enter autograd graphs
+    (the differentiable Q2n loss) after a first call under ``torch.inference_mode``.
+    """
+    with torch.inference_mode(False):
+        return _build_structure_constants(n)
+
+
+def _build_structure_constants(n: int) -> Tensor:
     eye = torch.eye(n, dtype=torch.float64)
     return onion_mult(eye[:, None, :].expand(n, n, n), eye[None, :, :].expand(n, n, n))
 
