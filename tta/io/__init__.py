@@ -96,7 +96,7 @@ def parse_spec(spec: str | Path) -> SceneSpec:
     text = str(spec)
     check_local_path(text)
     if "+" in text and all(p.lower().endswith(_TIF) for p in text.split("+")):
-        parts = tuple(Path(p) for p in text.split("+"))
+        parts = tuple(check_local_path(p) for p in text.split("+"))
         if len(parts) < 2:
             raise InputError(f"{text}: a GeoTIFF scene needs MS file(s) and a PAN file")
         return SceneSpec("geotiff", parts)
