@@ -350,14 +350,18 @@ def test_read_only_output_folder(tmp_path):
 def test_stale_temporary_file_is_removed(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".o.h5.tta-tmp-{dead.pid}-abcd1234.part"
+    from tta.io.atomic import _HOST
+
+    stale = tmp_path / f".o.h5.tta-tmp-{_HOST}-{dead.pid}-abcd1234.part"
     stale.write_bytes(b"half a product")
-    alive = tmp_path / f".o.h5.tta-tmp-{os.getpid()}-abcd1234.part"  # a running writer's
+    alive = tmp_path / f".o.h5.tta-tmp-{_HOST}-{os.getpid()}-abcd1234.part"  # running writer
     alive.write_bytes(b"in progress")
+    other = tmp_path / f".o.h5.tta-tmp-0000beef-{dead.pid}-abcd1234.part"  # another machine
+    other.write_bytes(b"in progress elsewhere")
     scene = _h5(tmp_path / "scene.h5")
     res = run("fuse", scene, "-m", "exp", "-o", tmp_path / "o.h5")
     assert res.exit_code == 0 and f"removed {stale}" in res.stderr
-    assert not stale.exists() and alive.exists()
+    assert not stale.exists() and alive.exists() and other.exists()
 
 
 # ------------------------------------------------------------------------ numbers

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Interrupted", "handling_signals", "raise_pending"]
+__all__ = ["Interrupted", "deferred_signals", "handling_signals", "raise_pending"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _pending: list[int] = []
@@ -45,6 +45,20 @@ def _unraisable(previous):
             previous(unraisable)
 
     return hook
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back inside the block (delivered when it ends), so that a step
+    such as "create a temporary file and register its cleanup" is not cut in two."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def raise_pending() -> None:

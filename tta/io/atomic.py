@@ -8,16 +8,20 @@
   output on success; on any exception or signal the temporary file is removed and the output
   is left untouched.
 
-Temporary files are named ``.NAME.tta-tmp-PID-XXXXXXXX.part`` (hidden, recognisable, and
-ending in ``.part`` so no reader takes them for a product); one whose process ``PID`` no
-longer runs is stale and removed by the next run writing into that folder.
+Temporary files are named ``.NAME.tta-tmp-HOST-PID-XXXXXXXX.part`` (hidden, recognisable,
+and ending in ``.part`` so no reader takes them for a product; ``HOST`` is a short hash of
+the machine's name); one made on this machine by a process ``PID`` that no longer runs is
+stale and removed by the next run writing into that folder (files of other machines sharing
+the folder are left alone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,8 +32,9 @@ from tta.errors import OutputError
 __all__ = ["OutputPlan", "atomic_output", "check_output_path", "clean_stale_parts",
            "plan_outputs"]
 
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 _TAG = ".tta-tmp-"
-_STALE = re.compile(r"^\..+\.tta-tmp-(\d+)-[A-Za-z0-9_]+\.part$")
+_STALE = re.compile(r"^\..+\.tta-tmp-([0-9a-f]{8})-(\d+)-[A-Za-z0-9_]+\.part$")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -44,7 +49,7 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _temp_file(folder: Path, name: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}{_TAG}{os.getpid()}-", suffix=".part",
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{_TAG}{_HOST}-{os.getpid()}-", suffix=".part",
                                dir=folder)
     os.close(fd)
     return Path(tmp)
@@ -52,8 +57,11 @@ def _temp_file(folder: Path, name: str) -> Path:
 
 def _check_writable(folder: Path, label: Path) -> None:
     """Create and remove a temporary file in ``folder`` (``os.access`` is wrong for root)."""
+    from tta.interrupts import deferred_signals
+
     try:
-        _temp_file(folder, "probe").unlink()
+        with deferred_signals():
+            _temp_file(folder, "probe").unlink()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(f"{label}: cannot write in folder {folder} ({reason})") from None
@@ -103,12 +111,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_parts(folder: str | Path) -> list[Path]:
-    """Remove the temporary files of dead ``tta`` processes in ``folder``; return them."""
+    """Remove the temporary files of this machine's dead ``tta`` processes in ``folder``;
+    return them."""
     removed = []
     with contextlib.suppress(OSError):
         for p in Path(folder).iterdir():
             m = _STALE.match(p.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if not m or m.group(1) != _HOST:
+                continue
+            pid = int(m.group(2))
+            if pid != os.getpid() and not _pid_alive(pid):
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed.append(p)
@@ -194,14 +206,15 @@ def atomic_output(
     removed and ``path`` is left untouched; a signal whose exception C code swallowed during
     the write stops the rename too.
     """
-    from tta.interrupts import raise_pending
+    from tta.interrupts import deferred_signals, raise_pending
 
     out = check_output_path(path, inputs, overwrite=overwrite)
-    tmp = _temp_file(out.parent, out.name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+    with deferred_signals():  # no signal between creating the file and the finally below
+        tmp = _temp_file(out.parent, out.name)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         yield tmp
         raise_pending()
         os.replace(tmp, out)
