@@ -40,6 +40,7 @@ from pretrained.registry import (
     is_model,
     model_class,
 )
+from tta.checks import MAX_BANDS
 from tta.errors import InputError
 
 __all__ = [
@@ -60,8 +61,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 DEFAULT_SENSOR = "WV3"
 FORMAT = "tta-zoo/1"
-#: Largest band count a weights file may declare (multispectral sensors have up to 16).
-MAX_BANDS = 256
 
 
 def _sensor_name(sensor: Any) -> str:

@@ -18,9 +18,11 @@ import numpy as np
 
 from tta.errors import InputError
 
-__all__ = ["MAX_LR", "MAX_SEED", "check_adapt_config", "check_adapt_scene",
+__all__ = ["MAX_BANDS", "MAX_LR", "MAX_SEED", "check_adapt_config", "check_adapt_scene",
            "check_finite_product", "check_seed"]
 
+#: Largest band count a model may be built for (multispectral sensors have up to 16).
+MAX_BANDS = 256
 #: Largest accepted seed (numpy, torch and scikit-learn all take it).
 MAX_SEED = 2**32 - 1
 #: Largest accepted learning rate: AdamW steps are about ``lr`` per weight, and every
