@@ -123,8 +123,8 @@ def check_adapt_scene(cfg: Any, scene: Any) -> None:
                          f"({cfg.tile - r}) so that tiles advance")
     height, width = scene.pan.shape
     if min(height, width) < cfg.patch:
-        raise InputError(f"{scene.source}: PAN {height}x{width} is smaller than one training "
-                         f"patch ({cfg.patch}); pass a smaller --patch")
+        raise InputError(f"patch {cfg.patch} is larger than the scene ({height}x{width}); "
+                         "pass a smaller --patch")
 
 
 def check_finite_product(fused: np.ndarray, scene: Any, what: str = "fused product") -> None:
