@@ -116,7 +116,7 @@ def check_adapt_scene(cfg: Any, scene: Any) -> None:
     for name in ("tile", "patch"):
         value = getattr(cfg, name)
         if value % r:
-            raise InputError(f"{name} {value} must be a multiple of the scene's ratio {r}; try "
+            raise InputError(f"{name} {value} must be a multiple of the ratio {r}; try "
                              f"{max(r, value - value % r)}")
     if cfg.overlap is not None and cfg.overlap > cfg.tile - r:
         raise InputError(f"overlap {cfg.overlap} must be at most tile - ratio "
