@@ -79,6 +79,9 @@ __all__ = [
     "timestep_embedding",
 ]
 
+#: Largest accepted number of diffusion timesteps (the schedule is a Python list).
+MAX_TIMESTEPS = 100_000
+
 
 # ----------------------------------------------------------------------------- schedule
 def cosine_alpha_bar(timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999
@@ -93,7 +96,7 @@ def cosine_alpha_bar(timesteps: int = 1000, s: float = 0.008, max_beta: float = 
     """
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
-    t = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    t = torch.arange(timesteps + 1, dtype=torch.float64, device="cpu") / timesteps
     f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
     return torch.cumprod(1 - betas, dim=0)
@@ -109,7 +112,8 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
         raise InputError(f"DDIM steps must lie in [1, {timesteps}], got {steps}")
     if steps == 1:
         return [timesteps - 1]
-    ts = torch.linspace(timesteps - 1, 0, int(steps), dtype=torch.float64).round().long()
+    ts = torch.linspace(timesteps - 1, 0, int(steps), dtype=torch.float64,
+                        device="cpu").round().long()
     return [int(v) for v in ts.tolist()]
 
 
@@ -259,8 +263,9 @@ class _DiffusionBase(PansharpeningNet):
     def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000,
                  residual_scale: float = 20.0) -> None:
         super().__init__(n_bands)
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-            raise InputError(f"{self.arch}: timesteps must be a positive integer, "
+        if (isinstance(timesteps, bool) or not isinstance(timesteps, int)
+                or not 1 <= timesteps <= MAX_TIMESTEPS):
+            raise InputError(f"{self.arch}: timesteps must be an integer in 1..{MAX_TIMESTEPS}, "
                              f"got {timesteps!r}")
         if not float(residual_scale) > 0:
             raise InputError(f"{self.arch}: residual_scale must be positive, "

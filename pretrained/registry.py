@@ -34,6 +34,7 @@ from tta.errors import InputError, SensorError
 
 __all__ = [
     "WeightsRecord",
+    "build_for_state_dict",
     "create_model",
     "find_weights_record",
     "is_model",
@@ -260,9 +261,41 @@ def load_state_dict(model: PansharpeningNet, state_dict: Mapping[str, Tensor],
     if problem:
         raise InputError(f"{source}: does not fit architecture {model.arch!r} "
                          f"({model.n_bands} bands): {problem}")
+    bad = [k for k, v in mapped.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(f"{source}: holds NaN or infinite weights ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); refused")
     result = model.load_state_dict(mapped, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     return model
+
+
+def build_for_state_dict(name: str, state_dict: Mapping[str, Tensor], source: str,
+                         n_bands: int, **kwargs: Any) -> PansharpeningNet:
+    """Build architecture ``name`` and load ``state_dict`` into it, shapes checked first.
+
+    The model is first built on the ``meta`` device (no memory), and its keys and shapes
+    are compared with the state_dict before the real one is allocated: options read from a
+    file's metadata (band count, widths) cannot make construction allocate more than the
+    file's tensors hold.
+
+    Raises:
+        InputError: Unknown name, options the architecture refuses, or a state_dict that
+            does not fit (missing, unexpected or differently shaped keys; non-finite values).
+    """
+    cls = model_class(name)
+    mapped = cls.map_state_dict(state_dict, source)
+    try:
+        with torch.device("meta"):
+            probe = create_model(name, n_bands=n_bands, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: options {kwargs} do not build a {name!r} model "
+                         f"({exc})") from None
+    problem = _mismatch(probe, mapped)
+    if problem:
+        raise InputError(f"{source}: does not fit architecture {name!r} ({n_bands} bands, "
+                         f"options {kwargs}): {problem}")
+    return load_state_dict(create_model(name, n_bands=n_bands, **kwargs), state_dict, source)
 
 
 def load(name: str, weights: str | Path, sensor: Any = None) -> PansharpeningNet:

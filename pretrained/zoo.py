@@ -36,11 +36,11 @@ from torch import Tensor
 from pretrained._base import PansharpeningNet
 from pretrained.registry import (
     WeightsRecord,
-    create_model,
+    build_for_state_dict,
     is_model,
-    load_state_dict,
     model_class,
 )
+from tta.checks import MAX_BANDS
 from tta.errors import InputError
 
 __all__ = [
@@ -175,11 +175,19 @@ def model_from_weights(path: str | Path, arch: str | None = None,
         raise InputError(f"{src}: the file does not name its architecture; pass it")
     cls = model_class(name)
     kwargs = {**_arch_kwargs(meta, src), **overrides}
-    n_bands = int(meta["n_bands"]) if "n_bands" in meta else cls.bands_in(
-        cls.map_state_dict(sd, src)) or 8
-    model = create_model(name, n_bands=n_bands, **kwargs)
-    load_state_dict(model, sd, src)
-    return model.eval()
+    found = cls.bands_in(cls.map_state_dict(sd, src))
+    n_bands = _meta_bands(meta, src) if "n_bands" in meta else found or 8
+    if found is not None and found != n_bands:
+        raise InputError(f"{src}: metadata says {n_bands} bands but the weights have {found}")
+    return build_for_state_dict(name, sd, src, n_bands, **kwargs).eval()
+
+
+def _meta_bands(meta: Mapping[str, str], source: str) -> int:
+    text = meta["n_bands"]
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BANDS:
+        raise InputError(f"{source}: metadata 'n_bands' must be an integer in 1..{MAX_BANDS}, "
+                         f"got {text[:40]!r}")
+    return int(text)
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -24,3 +24,8 @@ class SensorError(TtaError):
 
 class OutputError(TtaError):
     """An output cannot be written where asked (existing file, equals an input, ...)."""
+
+
+class ResourceError(TtaError):
+    """The job as asked does not fit the machine (out of memory); the message says what to
+    change."""

@@ -17,9 +17,9 @@ from typing import Any
 
 from torch import nn
 
-from tta.errors import InputError
+from tta.errors import InputError, TtaError
 
-__all__ = ["resolve_model"]
+__all__ = ["model_files", "resolve_model"]
 
 
 def _from_safetensors(path: Path, arch: str | None, sensor: Any) -> nn.Module:
@@ -77,3 +77,24 @@ def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = No
         raise InputError(f"no shipped weights for {name!r} yet; pass --weights FILE (e.g. a "
                          "DLPan-Toolbox checkpoint for this architecture)")
     return load_zoo(name, sensor=zoo_sensor or None)
+
+
+def model_files(spec: str, weights: str | Path | None = None) -> list[Path]:
+    """The files :func:`resolve_model` reads for ``spec``/``weights`` (outputs must not be
+    one of them): the checkpoint, or our shipped weights and card for ``ARCH[:SENSOR]``."""
+    text = str(spec).strip()
+    files = [Path(weights)] if weights is not None else []
+    path = Path(text)
+    if weights is None and (path.suffix in (".pth", ".pt", ".ckpt", ".safetensors")
+                            or path.exists()):
+        return [path]
+    name, _, sensor = text.partition(":")
+    from pretrained.zoo import CARDS_DIR, DEFAULT_SENSOR, WEIGHTS_DIR, zoo_stem
+
+    try:
+        stem = zoo_stem(name.lower(), sensor or DEFAULT_SENSOR)
+    except TtaError:  # an unknown sensor fails later, in resolve_model, with its message
+        return files
+    if weights is None:
+        files += [WEIGHTS_DIR / f"{stem}.safetensors", CARDS_DIR / f"{stem}.yaml"]
+    return files

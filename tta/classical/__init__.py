@@ -125,9 +125,13 @@ def fuse_scene(scene, method: str, *, device: torch.device | str = "cpu") -> np.
         ``(C, H, W)`` float32 array in DN.
 
     Raises:
-        InputError: Unknown method.
+        InputError: Unknown method, or an MS too small to fit the methods' statistics.
     """
     fn = _lookup(method)
+    h, w = scene.ms.shape[1:]
+    if min(h, w) < 3 or h * w < scene.n_bands + 2:
+        raise InputError(f"{scene.source}: MS {h}x{w} is too small for {method} (at least "
+                         f"3x3 and {scene.n_bands + 2} pixels: the methods fit band statistics)")
     dev = torch.device(device)
     ms = torch.from_numpy(np.ascontiguousarray(scene.ms)).to(dev, torch.float64)[None]
     pan = torch.from_numpy(np.ascontiguousarray(scene.pan)).to(dev, torch.float64)[None, None]

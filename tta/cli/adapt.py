@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from tta.cli.options import device_option, max_value_option, overwrite_option, sensor_option
+from tta.checks import MAX_LR
+from tta.cli.options import (
+    FiniteFloat,
+    check_outputs,
+    device_option,
+    max_value_option,
+    overwrite_option,
+    seed_type,
+    sensor_option,
+)
 
 ADAPTER_CHOICES = ["ft", "cat", "swift", "full", "mapper", "none"]
 SAMPLER_CHOICES = ["swift", "fps", "kmeans", "random"]
@@ -35,14 +44,15 @@ def _fmt(v: float) -> str:
               help="What adapts (default ft).")
 @click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default=None,
               help="Patch selection (default swift).")
-@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of patches to train on (default 0.03).")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Optimiser steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Learning rate (default per adapter).")
+@click.option("--lr", type=FiniteFloat(0, MAX_LR, min_open=True), default=None,
+              help="Learning rate (default per adapter). A run whose loss diverges falls "
+                   "back to the direct network and says so.")
 @click.option("--patch", type=click.IntRange(min=8), default=None,
               help="Training patch side, PAN pixels.")
-@click.option("--seed", type=int, default=None, help="Seed (default 0).")
+@click.option("--seed", type=seed_type, default=None, help="Seed (default 0).")
 @click.option("--config", "config_path", default=None, metavar="CFG.yaml",
               help="YAML of adaptation settings; options given here override it.")
 @click.option("--interface", default=None, metavar="MODULE",
@@ -81,41 +91,45 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     """
     import time
 
+    from tta.checks import check_adapt_config, check_adapt_scene
     from tta.engine import AdaptConfig, adapt_scene
     from tta.errors import InputError
-    from tta.io import check_output_path, parse_spec, read_scene, write_fused
+    from tta.io import parse_spec, read_scene, write_fused
     from tta.io.product import write_json
-    from tta.models import resolve_model
+    from tta.memory import guard_memory
+    from tta.models import model_files, resolve_model
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
                       patch=patch, seed=seed, compile=compile_mode)
+    check_adapt_config(cfg)
     out = output or _default_output(target, model_spec, cfg.adapter)
     if not out.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
         raise InputError(f"{out}: output must end in .h5 or .tif")
-    inputs = list(parse_spec(target).files)
-    if weights:
-        inputs.append(weights)
+    inputs = [*parse_spec(target).files, *model_files(model_spec, weights)]
     if config_path:
         inputs.append(config_path)
-    check_output_path(out, inputs, overwrite=overwrite)
-    for extra in (report_path, adapter_path):
-        if extra:
-            check_output_path(extra, inputs, overwrite=True if extra == report_path
-                              else overwrite)
+    check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
+                  inputs, overwrite=overwrite)
 
     t0 = time.perf_counter()
     scene = read_scene(target, sensor=sensor, max_value=max_value)
+    check_adapt_scene(cfg, scene)
     model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
     t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
 
-    result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
-                         compare=compare, progress=not quiet and sys.stderr.isatty())
-    t1 = time.perf_counter()
-    write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
+    with guard_memory(scene, None if device == "auto" else device):
+        result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
+                             compare=compare, progress=not quiet and sys.stderr.isatty())
+        t1 = time.perf_counter()
+        write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
     report = result.report
+    if report["loss"].get("diverged"):
+        click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
+                   f" (non-finite or exploding loss); the product is the direct network's. "
+                   "Try a smaller --lr.", err=True)
     report["timings"]["load"] = t_load
     report["timings"]["write"] = time.perf_counter() - t1
     report["output"] = out
@@ -125,7 +139,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
         save_adapter(result.adapter, adapter_path, overwrite=overwrite,
                      meta={"model": model_spec, "weights": weights, "target": target})
     if report_path:
-        write_json(report_path, report, inputs=inputs)
+        write_json(report_path, report, inputs=inputs, overwrite=overwrite)
 
     tm = report["timings"]
     dec = report["decomposition"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from tta.cli.options import device_option, overwrite_option
+from tta.cli.options import check_outputs, device_option, overwrite_option
 
 
 def _targets(specs: tuple[str, ...], protocols: str):
@@ -64,8 +64,10 @@ def command(ctx: click.Context, matrix: str | None, quick: bool, out: str | None
     import torch
 
     from tta.bench import load_matrix, run_bench, write_report
+    from tta.checks import check_seed
     from tta.device import resolve_device
     from tta.errors import InputError
+    from tta.io import parse_spec
 
     if quick and matrix:
         raise InputError("give a MATRIX or --quick, not both")
@@ -77,6 +79,8 @@ def command(ctx: click.Context, matrix: str | None, quick: bool, out: str | None
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             raise InputError(f"--seeds {seeds!r}: expected integers like 0,1,2") from None
+        for s in seed_list:
+            check_seed(s, "--seeds")
     m = m.restrict(targets=_targets(targets, protocol) if targets else None, seeds=seed_list,
                    steps=steps, methods=list(methods) or None, sources=list(sources) or None)
     if threads is not None:
@@ -86,6 +90,10 @@ def command(ctx: click.Context, matrix: str | None, quick: bool, out: str | None
         f"{dt.date.today().isoformat()}-{dev.type}") / m.name
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     say = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    inputs = [p for t in targets for p in parse_spec(t).files]
+    if matrix and Path(matrix).is_file():
+        inputs.append(matrix)
+    check_outputs({}, inputs, folders={"-o": folder})
     if folder.exists() and not overwrite and any(folder.iterdir()):
         raise InputError(f"{folder} is not empty; pass --overwrite or choose another --out")
     result = run_bench(m, device=dev, log=say, speed=not no_speed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tta.cli.options import (
+    check_outputs,
     max_value_option,
     output_option,
     overwrite_option,
@@ -35,21 +36,24 @@ def command(
     file is degraded unless SCENE names one (FILE.h5#K).
     """
     from tta.errors import InputError
-    from tta.io import check_output_path, count_scenes, iter_scenes, parse_spec, write_h5
+    from tta.io import count_scenes, iter_scenes, parse_spec, write_h5
+    from tta.memory import guard_memory
     from tta.physics import degrade_scene
 
     if not output.lower().endswith((".h5", ".hdf5")):
         raise InputError(f"{output}: reduced-resolution output must be an .h5 file")
-    check_output_path(output, parse_spec(scene).files, overwrite=overwrite)
+    check_outputs({"-o": output}, parse_spec(scene).files, overwrite=overwrite)
     total = count_scenes(scene)
     degraded = []
     bar = progress(ctx, total=total, desc="degrade", unit="scene")
     with bar:
         for s in iter_scenes(scene, sensor=sensor, max_value=max_value):
-            degraded.append(degrade_scene(s))
+            with guard_memory(s):
+                degraded.append(degrade_scene(s))
             bar.update()
-    write_h5(output, degraded, overwrite=overwrite,
-             notes=f"Wald-protocol degradation of {scene} by tta degrade")
+    with guard_memory(degraded[0]):
+        write_h5(output, degraded, overwrite=overwrite,
+                 notes=f"Wald-protocol degradation of {scene} by tta degrade")
     first = degraded[0]
     click.echo(
         f"wrote {output}: {len(degraded)} sample(s), MS {'x'.join(map(str, first.ms.shape))}, "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from tta.cli.options import device_option, max_value_option, sensor_option
+from tta.cli.options import (
+    check_outputs,
+    device_option,
+    max_value_option,
+    overwrite_option,
+    sensor_option,
+)
 from tta.evaluation import BETTER, FR_KEYS, RR_KEYS
 
 
@@ -30,8 +36,10 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
 @sensor_option
 @max_value_option
 @device_option
+@overwrite_option
 def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | None,
-            sensor: str | None, max_value: float | None, device: str) -> None:
+            sensor: str | None, max_value: float | None, device: str,
+            overwrite: bool) -> None:
     """Score FUSED (a tta .h5 product or a .tif) against its scene.
 
     Reduced resolution (toolbox conventions, 21-pixel border cut): Q2n, Q, SAM, ERGAS, SCC,
@@ -39,9 +47,12 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
     D_lambda and the reprojection indexes R-Q2n, R-Q, R-SAM, R-ERGAS, D_rho.
     """
     from tta.errors import InputError
-    from tta.io import read_scene
+    from tta.io import parse_spec, read_scene
     from tta.io.product import read_fused, write_json
+    from tta.memory import guard_memory
 
+    inputs = [fused.split("#")[0], *(parse_spec(scene_spec).files if scene_spec else ())]
+    check_outputs({"--json": json_out}, inputs, overwrite=overwrite)
     image, stored = read_fused(fused, sensor=sensor)
     scene = (read_scene(scene_spec, sensor=sensor, max_value=max_value) if scene_spec
              else stored)
@@ -51,9 +62,10 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
         scene = scene.with_(max_value=max_value)
     from tta.evaluation import evaluate
 
-    scores = evaluate(scene, image, protocol, device)
+    with guard_memory(scene, None if device == "auto" else device):
+        scores = evaluate(scene, image, protocol, device)
     click.echo(f"{fused} ({scene.sensor.name}, scene {scene.source})")
     click.echo(format_scores(scores))
     if json_out:
-        inputs = [fused, *(scene.meta.get("files", []))]
-        write_json(json_out, {"fused": fused, "scene": scene.source, **scores}, inputs)
+        write_json(json_out, {"fused": fused, "scene": scene.source, **scores},
+                   [*inputs, *scene.meta.get("files", [])], overwrite=overwrite)

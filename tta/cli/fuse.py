@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tta.cli.options import (
+    check_outputs,
     device_option,
     max_value_option,
     output_option,
@@ -36,16 +37,18 @@ def command(scene: str, method: str, output: str, dtype: str, sensor: str | None
     from tta.classical import fuse_scene
     from tta.device import resolve_device
     from tta.errors import InputError
-    from tta.io import check_output_path, parse_spec, read_scene, write_fused
+    from tta.io import parse_spec, read_scene, write_fused
+    from tta.memory import guard_memory
 
     if not output.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
         raise InputError(f"{output}: output must end in .h5 or .tif")
-    check_output_path(output, parse_spec(scene).files, overwrite=overwrite)
+    check_outputs({"-o": output}, parse_spec(scene).files, overwrite=overwrite)
     dev = resolve_device(device)
     s = read_scene(scene, sensor=sensor, max_value=max_value)
     t0 = time.perf_counter()
-    fused = fuse_scene(s, method, device=dev)
-    elapsed = time.perf_counter() - t0
-    write_fused(output, s, fused, dtype=dtype, overwrite=overwrite)
+    with guard_memory(s, dev):
+        fused = fuse_scene(s, method, device=dev)
+        elapsed = time.perf_counter() - t0
+        write_fused(output, s, fused, dtype=dtype, overwrite=overwrite)
     click.echo(f"wrote {output}: {method} on {s.source}, {'x'.join(map(str, fused.shape))} "
                f"in {elapsed:.2f} s on {dev}")

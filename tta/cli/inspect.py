@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from tta.checks import MAX_BANDS
+
 
 @click.command("inspect")
 @click.option("--model", "-m", "model_spec", required=True, metavar="NAME|FILE",
               help="Architecture (with --weights or alone), NAME:SENSOR, or a checkpoint.")
 @click.option("--weights", "-w", default=None, metavar="FILE", help="Checkpoint file.")
-@click.option("--bands", type=click.IntRange(min=1), default=None,
+@click.option("--bands", type=click.IntRange(1, MAX_BANDS), default=None,
               help="Band count for an architecture without weights (default 8).")
 @click.option("--interface", default=None, metavar="MODULE",
               help="Check this module as the interface instead of searching.")

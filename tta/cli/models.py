@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from tta.checks import MAX_BANDS
+
 
 def _architectures(n_bands: int) -> list[dict[str, Any]]:
     import pretrained
@@ -44,7 +46,7 @@ def _weights_line(card: dict[str, Any]) -> str:
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@click.option("--bands", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--bands", type=click.IntRange(1, MAX_BANDS), default=8, show_default=True,
               help="Band count for the parameter counts.")
 def command(as_json: bool, bands: int) -> None:
     """List the registered architectures (parameter counts) and our shipped weights.

@@ -1,8 +1,29 @@
-"""Options shared by several subcommands, defined once."""
+"""Options and helpers shared by several subcommands, defined once."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
 import click
+
+from tta.checks import MAX_SEED
+
+
+class FiniteFloat(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses NaN and infinity."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+seed_type = click.IntRange(0, MAX_SEED)
 
 sensor_option = click.option(
     "--sensor",
@@ -12,7 +33,7 @@ sensor_option = click.option(
 )
 max_value_option = click.option(
     "--max-value",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     default=None,
     help="DN scale of the data; overrides the file's and the sensor's nominal value.",
 )
@@ -43,3 +64,19 @@ device_option = click.option(
     metavar="auto|cpu|cuda[:N]",
     help="Torch device; auto uses CUDA when present.",
 )
+
+
+def check_outputs(
+    files: Mapping[str, str | Path | None],
+    inputs: Iterable[str | Path] = (),
+    *,
+    overwrite: bool = False,
+    folders: Mapping[str, str | Path | None] | None = None,
+) -> None:
+    """Check every output of a command before any work (:func:`tta.io.atomic.plan_outputs`);
+    say on stderr which temporary files of killed runs were removed."""
+    from tta.io.atomic import plan_outputs
+
+    plan = plan_outputs(files, inputs, overwrite=overwrite, folders=folders)
+    for path in plan.stale:
+        click.echo(f"removed {path}, a temporary file left by a killed run", err=True)

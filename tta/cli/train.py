@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from tta.cli.options import device_option, overwrite_option, sensor_option
+from tta.cli.options import (
+    FiniteFloat,
+    device_option,
+    overwrite_option,
+    seed_type,
+    sensor_option,
+)
 
 STAGE_CHOICES = ["teacher", "distill", "e2e", "fuse", "joint"]
 
@@ -49,7 +55,7 @@ def _fmt(row: dict[str, Any]) -> str:
 @click.option("--val-data", multiple=True, metavar="SPEC",
               help="Whole scene to hold out (repeatable); default: the bottom --val-fraction "
                    "rows of each training scene.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+@click.option("--val-fraction", type=FiniteFloat(0, 1, max_open=True), default=0.2,
               show_default=True, help="Rows held out per scene without --val-data.")
 @click.option("--stage", type=click.Choice(STAGE_CHOICES), default=None,
               help="Training stage (default from --arch: diffusion_teacher=teacher, "
@@ -59,13 +65,13 @@ def _fmt(row: dict[str, Any]) -> str:
 @click.option("--patch", type=click.IntRange(min=8), default=64, show_default=True,
               help="Patch side in PAN pixels (multiple of the ratio).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Peak learning rate (default per stage).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=1e-4, show_default=True)
 @click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
               help="Loss of the e2e/fuse/joint stages.")
 @click.option("--no-augment", is_flag=True, help="No random rot90/flips.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=seed_type, default=0, show_default=True)
 @click.option("--teacher", default=None, metavar="FILE",
               help="Teacher weights (stage distill).")
 @click.option("--student", default=None, metavar="FILE",
@@ -78,7 +84,7 @@ def _fmt(row: dict[str, Any]) -> str:
               help="DDIM steps of the distillation targets.")
 @click.option("--val-steps", type=click.IntRange(min=1), default=None,
               help="DDIM steps when validating a teacher (default its own, 50).")
-@click.option("--distill-gt-weight", type=click.FloatRange(min=0), default=0.5,
+@click.option("--distill-gt-weight", type=FiniteFloat(min=0), default=0.5,
               show_default=True, help="Weight of the ground-truth L1 term when distilling.")
 @click.option("--arch-option", "arch_option", multiple=True, metavar="KEY=VALUE",
               help="Architecture option for a model built from scratch (repeatable), "

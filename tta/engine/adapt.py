@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tta.checks import check_adapt_scene
 from tta.decomposition import Decomposition, ForwardFn, decompose, default_forward
 from tta.engine.config import AdaptConfig
+from tta.engine.divergence import DivergenceGuard
 from tta.errors import InputError
 
 __all__ = ["AdaptResult", "adapt", "adapt_scene", "model_max_value", "receptive_radius"]
@@ -208,6 +210,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     from tta.sampling import extract_scene_patches
 
     cfg = (config or AdaptConfig()).replace(**overrides)
+    check_adapt_scene(cfg, scene)
     dev = resolve_device(device)
     clock = _Clock(dev)
     sensor = scene.sensor
@@ -310,10 +313,11 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         curve: list[float] = []
         parts_first: dict[str, float] = {}
         parts_last: dict[str, float] = {}
+        diverged_at = None
         params = adapter.trainable_parameters()
         if params and cfg.steps > 0:
             with clock.stage("train"):
-                curve, parts_first, parts_last = _train(
+                curve, parts_first, parts_last, diverged_at = _train(
                     dec, adapter, params, loss_fn, cfg, (ms_p, pan_p, lms_p), reference,
                     phase, feats, rest, rho_max, fast, use_amp, dev, progress,
                     rr=(rr, rr_feats, rr_rest))
@@ -353,6 +357,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     report = _report(model, scene, cfg, dev, dec, adapter, sample_info, calib, curve,
                      parts_first, parts_last, clock.times, phase, (overlap, margin), harmony)
     report["decision"] = decision.to_dict() if decision is not None else None
+    report["loss"].update(diverged=diverged_at is not None, diverged_at_step=diverged_at)
     if compare:
         from tta.evaluation import evaluate
 
@@ -461,8 +466,11 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
            rho_max: Tensor | None, fast: bool,
            use_amp: bool, dev: torch.device, progress: bool,
            rr: tuple[Any, Tensor | None, Tensor | None] = (None, None, None)
-           ) -> tuple[list[float], dict[str, float], dict[str, float]]:
-    """AdamW steps on the physics loss; returns the loss curve and first/last loss parts."""
+           ) -> tuple[list[float], dict[str, float], dict[str, float], int | None]:
+    """AdamW steps on the physics loss (plus the reduced-resolution term when ``rr`` holds
+    pairs); returns the loss curve, first/last loss parts and the step where the loss
+    diverged (None if it did not; the parameters are then reset to their initial values,
+    i.e. the direct network)."""
     from tqdm.auto import tqdm
 
     ms_p, pan_p, lms_p = patches
@@ -514,6 +522,7 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
         step_fn = torch.compile(forward_loss, mode=cfg.compile, dynamic=False)
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress, leave=False)
     losses = []
+    guard = DivergenceGuard(params)
     for step in bar:
         idx = (torch.randperm(n, generator=gen)[:bs].to(dev) if bs < n else None)
 
@@ -531,9 +540,12 @@ def _train(dec: Decomposition, adapter: Any, params: list[nn.Parameter], loss_fn
         if step == 0:
             first = {k: float(v.detach()) for k, v in parts.items()}
         last_parts = parts
+        if guard.stop(loss):
+            break
+    diverged = guard.finish()
     curve = [float(v) for v in torch.stack(losses).cpu()] if losses else []
     last = {k: float(v.detach()) for k, v in last_parts.items()}
-    return curve, first, last
+    return curve, first, last, guard.step if diverged else None
 
 
 def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,

@@ -11,6 +11,7 @@ A *scene spec* names what to read:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from tta.io.atomic import atomic_output, check_output_path
 from tta.io.geotiff import read_geotiff_pair, write_geotiff, write_scene_geotiff
 from tta.io.h5 import count_h5, iter_h5, read_h5, write_h5
 from tta.io.mat import read_mat
+from tta.io.safety import check_local_path
 from tta.io.scene import Scene
 from tta.sensors import Sensor
 
@@ -70,10 +72,19 @@ def _manifest(path: Path) -> SceneSpec:
     if not isinstance(data, dict) or "pan" not in data or "ms" not in data:
         raise InputError(f"{path}: a scene manifest needs keys 'ms' and 'pan'")
     ms = data["ms"] if isinstance(data["ms"], list) else [data["ms"]]
-    files = tuple((path.parent / str(p)) for p in [*ms, data["pan"]])
+    files = tuple(path.parent / check_local_path(str(p)) for p in [*ms, data["pan"]])
     max_value = data.get("max_value")
-    return SceneSpec("geotiff", files, sensor=data.get("sensor"),
-                     max_value=None if max_value is None else float(max_value))
+    if max_value is not None:
+        try:
+            max_value = float(max_value)
+        except (TypeError, ValueError):
+            max_value = float("nan")
+        if not (math.isfinite(max_value) and max_value > 0):
+            raise InputError(f"{path}: 'max_value' must be a positive number, got "
+                             f"{data['max_value']!r}")
+    sensor = data.get("sensor")
+    return SceneSpec("geotiff", files, sensor=None if sensor is None else str(sensor),
+                     max_value=max_value)
 
 
 def parse_spec(spec: str | Path) -> SceneSpec:
@@ -83,8 +94,9 @@ def parse_spec(spec: str | Path) -> SceneSpec:
         InputError: Unknown extension or malformed index.
     """
     text = str(spec)
+    check_local_path(text)
     if "+" in text and all(p.lower().endswith(_TIF) for p in text.split("+")):
-        parts = tuple(Path(p) for p in text.split("+"))
+        parts = tuple(check_local_path(p) for p in text.split("+"))
         if len(parts) < 2:
             raise InputError(f"{text}: a GeoTIFF scene needs MS file(s) and a PAN file")
         return SceneSpec("geotiff", parts)
@@ -165,8 +177,17 @@ def write_fused(
 
     The h5 output holds the scene's inputs plus dataset ``fused``; the GeoTIFF holds the fused
     bands on the PAN grid with the scene's georeferencing and nodata.
+
+    Raises:
+        InputError: The product has NaN or infinite values outside the nodata mask, or the
+            extension is neither .h5 nor .tif.
+        OutputError: See :func:`tta.io.atomic.check_output_path`.
     """
+    from tta.checks import check_finite_product
+
     suffix = Path(path).suffix.lower()
+    if suffix in _H5 + _TIF:
+        check_finite_product(fused, scene)
     if suffix in _H5:
         return write_h5(path, scene, fused=fused, overwrite=overwrite)
     if suffix in _TIF:

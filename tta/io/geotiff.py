@@ -39,6 +39,7 @@ import numpy as np
 
 from tta.errors import InputError, OutputError
 from tta.io.atomic import atomic_output, check_output_path
+from tta.io.safety import check_size, open_raster
 from tta.io.scene import Scene
 from tta.sensors import Sensor, get_sensor
 
@@ -121,12 +122,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _open(stack: contextlib.ExitStack, path: Path):
-    import rasterio
-
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
     with _reading(path, "not a readable GeoTIFF"), _quiet():
-        return stack.enter_context(rasterio.open(path))
+        return open_raster(stack, path)
 
 
 def _georeferenced(ds) -> bool:
@@ -353,6 +350,8 @@ def read_geotiff_pair(
         al = _align(ms_ds[0], pan_ds, resolved, source)
         if window is not None:
             al = _sub_window(al, window, source)
+        check_size(source, [(ds.count, *al.ms_window()[2:]) for ds in ms_ds]
+                   + [(pan_ds.count, *al.pan_window()[2:])])
         pan, pan_mask = _read_bands(pan_ds, al.pan_window())
         ms_parts = [_read_bands(ds, al.ms_window()) for ds in ms_ds]
         georef = _georeferenced(pan_ds)

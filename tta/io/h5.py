@@ -20,6 +20,7 @@ import numpy as np
 
 from tta.errors import InputError
 from tta.io.atomic import atomic_output
+from tta.io.safety import check_h5_dataset, check_local_path, check_size
 from tta.io.scene import Scene
 from tta.sensors import Sensor, get_sensor
 
@@ -29,6 +30,7 @@ __all__ = ["count_h5", "iter_h5", "read_h5", "write_h5"]
 def _open(path: Path):
     import h5py
 
+    check_local_path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
@@ -50,8 +52,8 @@ def _dataset(f, path: Path, name: str, ndims: tuple[int, ...]):
     if name not in f:
         found = ", ".join(sorted(f.keys())) or "nothing"
         raise InputError(f"{path}: missing dataset '{name}' (found: {found})")
-    ds = f[name]
-    if not hasattr(ds, "shape") or ds.ndim not in ndims:
+    ds = check_h5_dataset(f, path, name)
+    if ds.ndim not in ndims:
         raise InputError(
             f"{path}: dataset '{name}' must have {' or '.join(map(str, ndims))} dimensions, "
             f"got shape {getattr(ds, 'shape', '?')}"
@@ -96,6 +98,19 @@ def _resolve_sensor(f, path: Path, sensor: str | Sensor | None) -> Sensor:
     return get_sensor(name)
 
 
+def _number_attr(attrs: Any, path: Path, key: str, *, integer: bool = False) -> Any:
+    """A positive finite numeric attribute (None when absent)."""
+    if key not in attrs:
+        return None
+    value = np.asarray(attrs[key])
+    ok = value.size == 1 and value.dtype.kind in "iuf"
+    number = float(value.reshape(-1)[0]) if ok else float("nan")
+    if not (np.isfinite(number) and number > 0 and (not integer or number == int(number))):
+        kind = "a positive integer" if integer else "a positive number"
+        raise InputError(f"{path}: attribute '{key}' must be {kind}, got {_text(value)!r}")
+    return int(number) if integer else number
+
+
 def _read_sample(
     f, path: Path, index: int, sensor: Sensor, max_value: float | None
 ) -> tuple[Scene, np.ndarray | None]:
@@ -104,9 +119,10 @@ def _read_sample(
         raise InputError(f"{path}: sample #{index} out of range (file holds {n})")
     index %= n
     attrs = f.attrs
-    ratio = int(attrs["ratio"]) if "ratio" in attrs else None
-    if max_value is None and "max_value" in attrs:
-        max_value = float(attrs["max_value"])
+    ratio = _number_attr(attrs, path, "ratio", integer=True)
+    if max_value is None:
+        max_value = _number_attr(attrs, path, "max_value")
+    check_size(path, [ds.shape[1:] for ds in (ms, pan, gt, fused, nodata) if ds is not None])
     bands = None
     if "bands" in attrs:
         bands = tuple(b.strip() for b in _text(attrs["bands"]).split(",") if b.strip())
@@ -119,7 +135,10 @@ def _read_sample(
     if n == 1 and "transform" in attrs:
         from affine import Affine
 
-        transform = Affine(*[float(v) for v in attrs["transform"][:6]])
+        try:
+            transform = Affine(*[float(v) for v in np.asarray(attrs["transform"])[:6]])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: attribute 'transform' must hold 6 numbers") from None
         crs = _text(attrs["crs"]) if "crs" in attrs else None
     source = f"{path}#{index}" if n > 1 else str(path)
     try:

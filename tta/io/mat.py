@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tta.errors import InputError, SensorError
+from tta.io.safety import check_h5_dataset, check_local_path, check_size
 from tta.io.scene import Scene
 from tta.sensors import Sensor, get_sensor
 
@@ -74,9 +75,13 @@ def _load_v5(path: Path) -> tuple[dict[str, Any], list[str]]:
 
     _check_v5_complete(path)
     try:
-        names = [entry[0] for entry in scipy.io.whosmat(path)]
+        entries = scipy.io.whosmat(path)
+        names = [entry[0] for entry in entries]
         wanted = [n for n in _WANTED if n in names]
+        check_size(path, [e[1] for e in entries if e[0] in wanted], itemsize=8)
         data = scipy.io.loadmat(path, variable_names=wanted) if wanted else {}
+    except InputError:
+        raise
     except Exception as exc:  # scipy raises many types for corrupt files
         raise InputError(f"{path}: not a readable MAT file ({_one_line(exc)})") from None
     return {k: _v5_value(data[k]) for k in wanted if k in data}, names
@@ -96,10 +101,10 @@ def _load_v73(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         with h5py.File(path, "r") as f:
             names = sorted(k for k in f.keys() if not k.startswith("#"))
-            out = {}
-            for name in _WANTED:
-                if name in f:
-                    out[name] = _v73_value(f[name], path, name)
+            present = [n for n in _WANTED if n in f]
+            datasets = {n: check_h5_dataset(f, path, n, numeric=False) for n in present}
+            check_size(path, [ds.shape for ds in datasets.values()], itemsize=8)
+            out = {n: _v73_value(ds, path, n) for n, ds in datasets.items()}
     except InputError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/... for damaged files
@@ -125,6 +130,7 @@ def _v73_value(ds: Any, path: Path, name: str) -> Any:
 
 # ---------------------------------------------------------------------------------- scene
 def _load(path: Path) -> tuple[dict[str, Any], list[str], str]:
+    check_local_path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if _is_v73(path):
@@ -146,7 +152,10 @@ def _scalar(values: dict[str, Any], path: Path, name: str) -> float | None:
     if arr.size != 1 or arr.dtype.kind not in "biuf":
         raise InputError(f"{path}: variable '{name}' must be a number, got {arr.shape} "
                          f"{arr.dtype}")
-    return float(arr.reshape(-1)[0])
+    value = float(arr.reshape(-1)[0])
+    if not np.isfinite(value):
+        raise InputError(f"{path}: variable '{name}' must be finite, got {value}")
+    return value
 
 
 def _channel_first(arr: Any, path: Path, name: str, ndims: tuple[int, ...]) -> np.ndarray:
@@ -222,6 +231,9 @@ def read_mat(
         raise InputError(f"{path}: missing variable(s) {', '.join(missing)} (found: {found})")
     resolved = _resolve_sensor(values, path, sensor)
     bit_depth = _scalar(values, path, "L")
+    if bit_depth is not None and not (bit_depth == int(bit_depth) and 1 <= bit_depth <= 32):
+        raise InputError(f"{path}: variable 'L' (bit depth) must be an integer in 1..32, got "
+                         f"{bit_depth:g}")
     if max_value is None and bit_depth is not None:
         max_value = 2.0 ** bit_depth - 1
     gt = values.get("I_GT")

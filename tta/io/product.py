@@ -43,21 +43,23 @@ def read_fused(spec: str | Path, *, sensor: Any = None) -> tuple[np.ndarray, Any
 
 
 def _read_tif(path: Path) -> np.ndarray:
-    import rasterio
-    from rasterio.errors import RasterioIOError
+    import contextlib
 
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        with rasterio.open(path) as src:
+    from tta.io.geotiff import _open, _reading
+    from tta.io.safety import check_size
+
+    with contextlib.ExitStack() as stack:
+        src = _open(stack, path)
+        check_size(path, [(src.count, src.height, src.width)])
+        with _reading(path):
             data = src.read(out_dtype="float32")
-    except RasterioIOError as exc:
-        raise InputError(f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0]})") from None
     return data
 
 
-def write_json(path: str | Path, data: Any, inputs: list[str] = ()) -> Path:
-    """Write JSON atomically (refusing input paths); replaces an existing report."""
-    with atomic_output(path, inputs, overwrite=True) as tmp:
+def write_json(path: str | Path, data: Any, inputs: list[str] = (), *,
+               overwrite: bool = False) -> Path:
+    """Write JSON atomically (refusing input paths; an existing file only with
+    ``overwrite``)."""
+    with atomic_output(path, inputs, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
     return Path(path)

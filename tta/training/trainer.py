@@ -470,7 +470,7 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
     """:func:`train` on a ready :class:`TrainConfig`."""
     from pretrained.zoo import save_weights, zoo_stem
     from tta.device import resolve_device
-    from tta.io import check_output_path
+    from tta.io.atomic import plan_outputs
 
     cfg.check()
     stage = cfg.resolved_stage
@@ -484,16 +484,13 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
     card_dir = Path(cfg.cards) if cfg.cards else out_dir
     paths = {"weights": out_dir / f"{name}.safetensors", "card": card_dir / f"{name}.yaml",
              "log": card_dir / f"{name}.log.json"}
-    for folder in {out_dir, card_dir}:
-        if folder.exists() and not folder.is_dir():
-            raise InputError(f"{folder}: exists and is not a folder")
     inputs = [f for spec in (*cfg.data, *cfg.val_data)
               for f in _spec_files(resolve_spec(spec, cfg.data_root))]
     inputs += [p for p in (cfg.teacher, cfg.student, cfg.e2e, cfg.init) if p]
+    plan_outputs({}, inputs, folders={"--out": out_dir, "--cards": card_dir})
     for folder in {out_dir, card_dir}:
         folder.mkdir(parents=True, exist_ok=True)
-    for p in paths.values():
-        check_output_path(p, inputs, overwrite=cfg.overwrite)
+    plan_outputs(paths, inputs, overwrite=cfg.overwrite)
 
     torch.manual_seed(cfg.seed)
     n_bands = int(loaded.train[0].gt.shape[0])
