@@ -287,7 +287,7 @@ def test_physics_loss_from_sensor_uses_presets():
     assert tuple(loss.kernels.shape) == (8, 41, 41)
     ge1 = PhysicsLoss.from_sensor("GE1", weights={"anchor": 0.0})
     assert ge1.weights == {**loss_weights("GE1"), "anchor": 0.0}
-    assert ge1.weights["spatial"] == 0.25
+    assert ge1.weights["spatial"] == 0.07
     assert "WV3" not in repr(ge1) and "spatial_kind='zpnn'" in repr(ge1)
 
 
