@@ -74,6 +74,12 @@ def _tiny_matrix(root: Path, **extra) -> dict:
 
 
 # ----------------------------------------------------------------------------- matrix
+def _method_named(name: str):
+    from tta.bench.matrix import _method
+
+    return _method(name, "test")
+
+
 def test_builtin_matrices_parse_and_zpnn_follows_the_paper():
     quick = builtin_matrix("quick")
     assert [m.name for m in quick.methods] == ["none", "ft", "swift"]
@@ -84,7 +90,13 @@ def test_builtin_matrices_parse_and_zpnn_follows_the_paper():
     # Z-PNN (Ciotola et al. 2022): whole network, Adam lr 1e-5, 100 iterations, whole image,
     # L_spec + beta L_struct with no anchor
     assert (cfg.adapter, cfg.lr, cfg.steps, cfg.fraction) == ("full", 1e-5, 100, 1.0)
-    assert cfg.loss_weights == {"anchor": 0.0} and cfg.spatial_loss == "zpnn"
+    # beta 0.36 (its WV2/WV3 value), pinned: our own default spatial weight is 0.1
+    assert cfg.loss_weights == {"spatial": 0.36, "anchor": 0.0} and cfg.spatial_loss == "zpnn"
+    assert not cfg.decide and cfg.rr_weight == 0.0  # none of our additions
+    lam = full.method_config(_method_named("lambda-pnn"), "swift", 0)
+    assert (lam.adapter, lam.lr, lam.steps, lam.max_patches) == ("full", 3.5e-5, 100, 16)
+    assert lam.loss_weights == {"spectral": 0.0, "spatial": 6.0, "anchor": 0.0,
+                                "ergas": 0.05, "q2n": 1.0}
     assert cfg.sampler == "random" and full.samplers_of(zpnn) == ["random"]
     assert full.seeds_of(zpnn) == [0] and full.seeds_of(full.methods[1]) == [0, 1, 2]
     assert full.seeds_of(full.methods[0]) == [0]  # none: deterministic
