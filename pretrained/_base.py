@@ -21,7 +21,23 @@ from torch import Tensor, nn
 
 from tta.errors import InputError
 
-__all__ = ["PansharpeningNet", "ResBlock"]
+__all__ = ["PansharpeningNet", "ResBlock", "same_layout"]
+
+
+def same_layout(x: Tensor, like: Tensor) -> Tensor:
+    """``x`` in the memory format of ``like``: channels-last when ``like`` is (and has more than
+    one channel), else contiguous.
+
+    ``torch.cat`` of a one-channel PAN with channels-last bands returns a contiguous tensor;
+    networks use this after such a concatenation so that channels-last inputs (the tiled
+    inference feeds them, see :func:`tta.engine.tiling.tiled_fuse`) keep every layer
+    channels-last, while the default layout (training, the adaptation engine's cached
+    features) stays as it was.
+    """
+    channels_last = like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(
+        memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last if channels_last
+                        else torch.contiguous_format)
 
 
 class PansharpeningNet(nn.Module):

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrained._base import PansharpeningNet
+from pretrained._base import PansharpeningNet, same_layout
 from pretrained.registry import register_model
 from tta.errors import InputError
 
@@ -144,6 +144,11 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Channels are the innermost axis: one fused layer norm over them.
+            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias,
+                             self.eps)
+            return y.permute(0, 3, 1, 2)
         u = x.mean(dim=1, keepdim=True)
         v = (x - u).pow(2).mean(dim=1, keepdim=True)
         x = (x - u) * torch.rsqrt(v + self.eps)
@@ -179,9 +184,10 @@ class CondResBlock(nn.Module):
     def forward(self, x: Tensor, temb: Tensor, cond: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.time(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
-        h = h * (1 + scale) + shift
+        h = torch.addcmul(shift, h, 1 + scale)
         gamma, beta = self.style(cond).chunk(2, dim=1)
-        h = self.norm2(h) * (1 + gamma) + beta
+        h = self.norm2(h)
+        h = torch.addcmul(h + beta, h, gamma)  # h (1 + gamma) + beta
         return self.skip(x) + self.conv2(F.silu(h))
 
 
@@ -233,8 +239,8 @@ class CondUNet(nn.Module):
         """
         h, w = x_t.shape[-2:]
         ph, pw = h % 2, w % 2
-        cond = torch.cat([lms, pan], dim=1)
-        x = torch.cat([x_t, cond], dim=1)
+        cond = same_layout(torch.cat([lms, pan], dim=1), lms)
+        x = same_layout(torch.cat([x_t, cond], dim=1), lms)
         if ph or pw:
             cond = F.pad(cond, (0, pw, 0, ph), mode="replicate")
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -17,6 +17,11 @@ receptive field, make tiled fusion (``tta adapt``) differ from whole-image fusio
 engine refuse its default tiles. No published checkpoint is mapped: weights come from
 ``tta train --arch lagconv`` (``--arch-option gh=global`` for the paper's form).
 
+Two computations of the same layer: with autograd, ``unfold`` and one matmul (simple, and the
+form the shipped weights were trained with); without (inference), per-tap matmuls on a
+channels-last buffer, 5-6x faster on a CPU and equal to float rounding
+(:meth:`LAGConv2d._forward_taps`).
+
 Reference:
     Z.-R. Jin, T.-J. Zhang, T.-X. Jiang, G. Vivone, L.-J. Deng, "LAGConv: Local-context
     adaptive convolution kernels with global harmonic bias for pansharpening", AAAI 2022.
@@ -30,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrained._base import PansharpeningNet
+from pretrained._base import PansharpeningNet, same_layout
 from pretrained.registry import register_model
 from tta.errors import InputError
 
@@ -96,18 +101,88 @@ class LAGConv2d(nn.Module):
         return 2.0 * torch.sigmoid(self.lca2(torch.relu(self.lca1(x))))
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad
+                                        or any(p.requires_grad for p in self.parameters())):
+            return self._forward_unfold(x)
+        return self._forward_taps(x)
+
+    def _forward_unfold(self, x: Tensor) -> Tensor:
+        """Differentiable form: ``unfold``, per-tap weighting, one batched matmul."""
         b, c, h, w = x.shape
         k = self.kernel_size
         cols = F.unfold(x, k, padding=k // 2).view(b, c, k * k, h * w)
         cols = cols * self.modulation(x).view(b, 1, k * k, h * w)
         y = torch.matmul(self.weight.view(self.out_channels, c * k * k),
                          cols.view(b, c * k * k, h * w))
+        return y.view(b, self.out_channels, h, w) + self._shift(x)
+
+    def _shift(self, x: Tensor) -> Tensor:
+        """``gh(pool(x)) + bias``: ``(B, out, 1 or H, 1 or W)``."""
+        k = self.kernel_size
         if self.gh_pool == "global":
             pooled = x.mean(dim=(2, 3), keepdim=True)
         else:
             pooled = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
-        shift = self.gh(pooled) + self.bias[:, None, None]  # (B, out, 1 or H, 1 or W)
-        return y.view(b, self.out_channels, h, w) + shift
+        return self.gh(pooled) + self.bias[:, None, None]
+
+    def _forward_taps(self, x: Tensor) -> Tensor:
+        """Inference form (no autograd): the same sums by matmuls and one weighted add per
+        kernel tap, channels-last, with no ``unfold`` copy.
+
+        ``x`` is copied once into a row-padded buffer (channels innermost, zero rows above and
+        below, rows back to back), in which the pixels every output pixel reads at tap
+        ``(dy, dx)`` form one contiguous ``(H*W, c)`` slice; one matmul per kernel row gives
+        the products ``z_j`` of its ``k`` taps and ``y += m_j * z_j`` adds them. A tap that
+        leaves the image sideways reads the neighbouring row instead of zero padding; its LCA
+        weight is set to 0 there, which gives the zero-padded result. The GH term and both
+        biases start ``y`` (a matmul of the pooled input). About twenty large operations per
+        layer and image (the unfold form's column matrix, ``k*k`` times the input, is never
+        built), so thread synchronisation stays cheap even on busy cores. Equal to
+        :meth:`_forward_unfold` up to float rounding (sums in another order; within 1e-13 in
+        float64). The output has the input's memory format.
+        """
+        b, c, h, w = x.shape
+        k, o, r = self.kernel_size, self.out_channels, self.kernel_size // 2
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        hidden = torch.relu_(self.lca1(x)).contiguous(memory_format=torch.channels_last)
+        mod = F.linear(hidden.permute(0, 2, 3, 1), self.lca2.weight.flatten(1),
+                       self.lca2.bias).sigmoid_()  # (B, H, W, k*k); the 2 goes into the kernel
+        sideways = mod.view(b, h, w, k, k)
+        for dx in range(k):
+            if dx < r:
+                sideways[:, :, :r - dx, :, dx] = 0.0
+            elif dx > r:
+                sideways[:, :, max(0, w - (dx - r)):, :, dx] = 0.0
+        # g zero rows above and below, (g - r) * w >= r: room for the sideways taps too
+        g = r + -(-r // w)
+        rows = F.pad(x.permute(0, 2, 3, 1), (0, 0, 0, 0, g, g)).view(b, -1, c)
+        n = h * w
+        biases = self.bias + self.gh.bias
+        gh_t = self.gh.weight.view(o, c).t()
+        if self.gh_pool == "local":
+            pooled = F.avg_pool2d(x, k, stride=1, padding=r, count_include_pad=False)
+            pooled = pooled.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        else:
+            biases = biases + x.mean(dim=(2, 3)) @ gh_t  # (B, out)
+        # Per kernel row dy: (c, k * out), the k taps of the row side by side.
+        kernel = (2.0 * self.weight).permute(2, 1, 3, 0).reshape(k, c, k * o).contiguous()
+        y = x.new_empty(b, h, w, o)
+        row_taps = x.new_empty(n + 2 * r, k * o)
+        for i in range(b):
+            acc, weights = y[i].view(n, o), mod[i].view(n, k * k)
+            if self.gh_pool == "local":
+                torch.addmm(biases, pooled[i].reshape(n, c), gh_t, out=acc)
+            else:
+                acc.copy_(biases[i].expand(n, o))
+            for dy in range(k):
+                at = (g + dy - r) * w - r  # window of the first pixel at tap (dy, 0)
+                torch.mm(rows[i, at:at + n + 2 * r], kernel[dy], out=row_taps)
+                for dx in range(k):
+                    acc.addcmul_(row_taps[dx:dx + n, dx * o:(dx + 1) * o],
+                                 weights[:, dy * k + dx:dy * k + dx + 1])
+        y = y.permute(0, 3, 1, 2)
+        return y if channels_last else y.contiguous()
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -168,7 +243,7 @@ class LAGConvNet(PansharpeningNet):
 
     def features(self, pan: Tensor, lms: Tensor) -> Tensor:
         """Interface features ``(B, channels, H, W)`` (the input of ``conv_out``)."""
-        x = torch.relu(self.conv_in(torch.cat([pan, lms], dim=1)))
+        x = torch.relu(self.conv_in(same_layout(torch.cat([pan, lms], dim=1), lms)))
         return torch.relu(self.blocks(x))
 
     def forward(self, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:

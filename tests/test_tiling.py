@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tta.engine import blend_window, tile_corners, tiled_fuse
-from tta.engine.tiling import MAX_AUTO_BATCH, _batch_from_memory
+from tta.engine.tiling import CPU_BATCH_PIXELS, MAX_AUTO_BATCH, _batch_from_memory
 
 TOL = 1e-5
 
@@ -355,11 +355,47 @@ def test_out_of_memory_halves_the_automatic_batch():
         return lms_t * pan_t
 
     kw = dict(ratio=4, tile=32, overlap=12, margin=3)
-    fused = tiled_fuse(greedy, ms, pan, lms, **kw)  # automatic: 8, then 4, then 2
+    fused = tiled_fuse(greedy, ms, pan, lms, **kw)  # automatic: all 25 tiles, 12, 6, then 3
     np.testing.assert_allclose(fused, lms * pan, atol=TOL, rtol=0)
-    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
+    assert CPU_BATCH_PIXELS // 32**2 >= 25  # the CPU batch holds the whole 5 x 5 grid
+    assert sizes[:5] == [25, 12, 6, 3, 1] and max(sizes[5:]) == 1
     with pytest.raises(torch.OutOfMemoryError):  # an explicit batch size is not changed
         tiled_fuse(greedy, ms, pan, lms, batch_size=4, **kw)
+
+
+def test_tiles_are_channels_last_unless_asked_otherwise(device):
+    ms, pan, lms = _scene(4, 96, 112, 4)
+    net = _net(4, device)
+    seen = []
+
+    def spy(ms_t, pan_t, lms_t):
+        seen.append((ms_t.is_contiguous(memory_format=torch.channels_last),
+                     lms_t.is_contiguous(memory_format=torch.channels_last),
+                     lms_t.is_contiguous(), torch.is_inference_mode_enabled()))
+        return net(ms_t, pan_t, lms_t)
+
+    kw = dict(ratio=4, tile=32, overlap=12, margin=3, batch_size=4, device=device)
+    fused = tiled_fuse(spy, ms, pan, lms, **kw)
+    assert set(seen) == {(True, True, False, True)}
+    seen.clear()
+    plain = tiled_fuse(spy, ms, pan, lms, channels_last=False, **kw)
+    assert set(seen) == {(False, False, True, True)}
+    np.testing.assert_allclose(fused, plain, atol=TOL, rtol=0)
+    np.testing.assert_allclose(fused, _untiled(net, ms, pan, lms, device), atol=TOL, rtol=0)
+
+
+def test_cpu_batches_hold_a_fixed_number_of_pixels():
+    ms, pan, lms = _scene(4, 512, 512, 4)
+    for tile, per_batch in ((64, CPU_BATCH_PIXELS // 64**2), (256, 1), (512, 1)):
+        sizes = []
+
+        def count(ms_t, pan_t, lms_t, sizes=sizes):
+            sizes.append(ms_t.shape[0])
+            return lms_t
+
+        fused = tiled_fuse(count, ms, pan, lms, ratio=4, tile=tile, overlap=16, margin=4)
+        np.testing.assert_allclose(fused, lms, atol=TOL, rtol=0)
+        assert sizes[0] == min(per_batch, sum(sizes)) and max(sizes) == sizes[0]
 
 
 def test_batches_and_order_do_not_matter(device):

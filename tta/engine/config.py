@@ -41,7 +41,7 @@ class AdaptConfig:
         calibration_batches: SWIFT's gradient-probe batches.
         tile: Inference tile side on the PAN grid.
         overlap: Inference tile overlap; None = from the model's measured receptive field.
-        inference_batch: Tiles per inference batch; None = from free memory (CUDA) or 8.
+        inference_batch: Tiles per inference batch; None = from free memory (CUDA) or 256² px.
         amp: bf16 autocast and TF32 on CUDA (ignored on CPU).
         compile: ``torch.compile`` the training step's forward and loss: ``"default"``, or
             ``"reduce-overhead"`` (CUDA graphs, for many small steps on a GPU); None = eager.

@@ -1,0 +1,105 @@
+"""The inference forms of the zoo networks equal their training forms.
+
+LAGConv's inference form (per-tap matmuls on a row-padded channels-last buffer) against its
+``unfold`` form, which autograd uses; channels-last inputs (what the tiled inference feeds)
+against the default layout for every zoo network; the layout each network hands back.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _inputs import random_inputs
+
+import pretrained
+from pretrained._base import same_layout
+from pretrained.diffusion import ChannelNorm
+from pretrained.lagconv import LAGConv2d
+
+CL = torch.channels_last
+
+
+def _lagconv(c_in: int, c_out: int, k: int, gh: str, seed: int = 0) -> LAGConv2d:
+    """A float64 layer with weights far from its near-neutral initialisation."""
+    torch.manual_seed(seed)
+    layer = LAGConv2d(c_in, c_out, k, hidden=5, gh=gh).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return layer
+
+
+@pytest.mark.parametrize("gh", ["local", "global"])
+@pytest.mark.parametrize(("k", "shape"), [
+    (3, (2, 6, 17, 23)),  # odd sizes, batch of two
+    (3, (1, 6, 1, 1)),    # one pixel: every tap but the centre is padding
+    (3, (1, 6, 9, 1)),    # one column: the sideways taps read the neighbouring rows
+    (5, (2, 6, 4, 3)),    # image narrower than the kernel
+    (7, (1, 6, 2, 11)),
+    (1, (1, 6, 5, 5)),
+])
+def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape):
+    layer = _lagconv(shape[1], 4, k, gh)
+    x = torch.randn(*shape, dtype=torch.float64)
+    with torch.no_grad():
+        want = layer._forward_unfold(x)
+        got = layer._forward_taps(x)
+        got_cl = layer._forward_taps(x.contiguous(memory_format=CL))
+    assert (got - want).abs().max() < 1e-12 * want.abs().max()
+    assert torch.equal(got, got_cl)
+    assert got.is_contiguous() and got_cl.is_contiguous(memory_format=CL)
+
+
+def test_lagconv_picks_its_form_by_autograd(monkeypatch):
+    layer = _lagconv(3, 3, 3, "local").float()
+    x = torch.rand(1, 3, 8, 8)
+    calls = []
+    for name in ("_forward_unfold", "_forward_taps"):
+        real = getattr(LAGConv2d, name)
+        monkeypatch.setattr(LAGConv2d, name, lambda self, t, real=real, name=name:
+                            calls.append(name) or real(self, t))
+    with torch.inference_mode():
+        layer(x)
+    with torch.no_grad():
+        layer(x)
+    layer(x)  # parameters require grad: the differentiable form
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    layer(x)  # frozen layer, input without grad: nothing to differentiate
+    layer(x.requires_grad_())
+    assert calls == ["_forward_taps", "_forward_taps", "_forward_unfold", "_forward_taps",
+                     "_forward_unfold"]
+
+
+def test_channel_norm_channels_last_equals_default():
+    torch.manual_seed(0)
+    norm = ChannelNorm(6).double()
+    with torch.no_grad():
+        norm.weight.add_(torch.randn(6, dtype=torch.float64))
+        norm.bias.add_(torch.randn(6, dtype=torch.float64))
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64) * 3 + 1
+    want, got = norm(x), norm(x.contiguous(memory_format=CL))
+    assert got.is_contiguous(memory_format=CL)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["lagconv", "diffusion_student", "fose", "fusionnet"])
+def test_networks_agree_across_layouts(name):
+    torch.manual_seed(0)
+    net = pretrained.create_model(name, n_bands=4).double().eval()
+    ms, pan, lms = random_inputs(4, b=2, h=5, dtype=torch.float64)
+    with torch.inference_mode():
+        want = net(ms, pan, lms)
+        got = net(*(t.contiguous(memory_format=CL) for t in (ms, pan, lms)))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert want.is_contiguous()  # default layout in, default layout out
+    assert got.is_contiguous(memory_format=CL)
+
+
+def test_same_layout():
+    cl = torch.rand(1, 3, 4, 4).contiguous(memory_format=CL)
+    plain = torch.rand(1, 2, 4, 4)
+    assert same_layout(plain, cl).is_contiguous(memory_format=CL)
+    assert same_layout(cl, plain).is_contiguous()
+    one_band = torch.rand(1, 1, 4, 4)  # ambiguous layout: counts as the default one
+    assert same_layout(cl, one_band).is_contiguous()
