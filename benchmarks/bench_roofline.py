@@ -24,7 +24,7 @@ shipped weights run with seeded random weights, which cost the same):
 Reference and tile forward alternate ``--repeats`` times (medians; the ratio is the median
 of the per-round ratios), and the reference is timed again around every scene run, so that
 load from other processes shifts both sides of each ratio alike; the load average is
-recorded. Writes ``roofline.{json,md}`` in ``benchmarks/results/<date>-<device>/``.
+recorded. Writes ``roofline.{json,md}`` (``--stem``) in ``benchmarks/results/<date>-<device>/``.
 """
 
 from __future__ import annotations
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--stem", default="roofline", help="name of the result files")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "tile": args.tile, "sizes": args.sizes, "load_start": load_start,
             "load_end": round(os.getloadavg()[0], 2), "rows": rows}
-    write_results(result_folder(device, args.out), "roofline", meta, markdown(meta))
+    write_results(result_folder(device, args.out), args.stem, meta, markdown(meta))
     return meta
 
 
