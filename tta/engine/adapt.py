@@ -194,8 +194,15 @@ def _select(scene: Any, lms_scale: tuple[Tensor, Tensor, Tensor], cfg: AdaptConf
 def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = None,
                 device: str | torch.device = "auto", interface: str | None = None,
                 compare: bool = False, progress: bool = False,
-                forward_fn: ForwardFn = default_forward, **overrides: Any) -> AdaptResult:
+                forward_fn: ForwardFn = default_forward, fuse: bool = True,
+                **overrides: Any) -> AdaptResult:
     """:func:`adapt` returning the full :class:`AdaptResult` (adapter and decomposition too).
+
+    With ``fuse=False`` the whole-scene fusion is skipped (``result.fused`` is None) and
+    ``result.extras`` holds what fuses any window of the scene the same way: ``fuse_fn`` (the
+    chosen network on normalised inputs), ``divisor`` and ``gain`` (normalised =
+    DN / divisor * gain; output DN = output * ``scale``) and the tile ``overlap``/``margin``
+    (:mod:`tta.engine.stream` uses them to fuse a scene read by window).
 
     The adapter is attached to a copy of ``model`` (``model`` itself is left unchanged), so
     ``result.adapter`` can be saved with :func:`adapters.save_adapter` or merged into a plain
@@ -340,16 +347,19 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     chosen = run_direct if decision is not None and decision.choice == "direct" else run_adapted
     with clock.stage("infer"):
         overlap, margin = _blending(cfg, chosen, n_bands, ratio, dev)
-        if chosen is run_direct and direct is not None:
+        if not fuse:
+            fused = None
+        elif chosen is run_direct and direct is not None:
             fused = direct.copy()
         else:
             fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
                                overlap=overlap, margin=margin,
                                batch_size=cfg.inference_batch, device=dev, progress=progress)
-    fused *= scale
+    if fused is not None:
+        fused *= scale
     if direct is not None:
         direct *= scale
-    if scene.nodata is not None:
+    if scene.nodata is not None and fused is not None:
         fused[:, scene.nodata] = 0
         if direct is not None:
             direct[:, scene.nodata] = 0
@@ -367,8 +377,10 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
                 "adapted": evaluate(scene, fused, "both" if scene.is_reduced else "fr", dev),
             }
         report["timings"]["evaluate"] = clock.times["evaluate"]
+    extras = {"fuse_fn": chosen, "divisor": harmony.divisor, "gain": harmony.gain,
+              "scale": scale, "overlap": overlap, "margin": margin}
     return AdaptResult(fused=fused, report=report, adapter=adapter, decomposition=dec,
-                       direct=direct)
+                       direct=direct, extras=extras)
 
 
 def _harmonise(h: Any, model: nn.Module, forward_fn: ForwardFn, reduced: Any, ratio: int,
