@@ -67,8 +67,14 @@ def _fmt(v: float) -> str:
               type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
               help="torch.compile the training step (reduce-overhead = CUDA graphs; pays off "
                    "on a GPU). Off by default.")
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
-              show_default=True, help="GeoTIFF sample type (h5 is always float32).")
+@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default=None,
+              help="GeoTIFF sample type (default uint16; streamed: the input's, uint16 for "
+                   "integer DN). h5 is always float32.")
+@click.option("--stream/--no-stream", default=None,
+              help="Read the scene by window and write the product by block (default: for "
+                   "GeoTIFF/h5 scenes over 4096² PAN px). A killed run resumes when rerun.")
+@click.option("--block", type=click.IntRange(min=64), default=1024, show_default=True,
+              help="Streamed output block side, PAN px (memory per block, unit of resume).")
 @sensor_option
 @max_value_option
 @device_option
@@ -79,7 +85,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             fraction: float | None, steps: int | None, lr: float | None, patch: int | None,
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
-            compile_mode: str | None, dtype: str,
+            compile_mode: str | None, dtype: str | None, stream: bool | None, block: int,
             sensor: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
@@ -95,7 +101,6 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     from tta.engine import AdaptConfig, adapt_scene
     from tta.errors import InputError
     from tta.io import parse_spec, read_scene, write_fused
-    from tta.io.product import write_json
     from tta.memory import guard_memory
     from tta.models import model_files, resolve_model
 
@@ -112,26 +117,67 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
                   inputs, overwrite=overwrite)
 
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    import sys
+
+    from tta.cli import streaming
+
+    source = streaming.wants_stream(stream, target, sensor, max_value)
+    if source is not None:
+        _adapt_streamed(source, model_spec=model_spec, weights=weights, target=target, out=out,
+                        cfg=cfg, dtype=dtype, block=block, inputs=inputs, interface=interface,
+                        device=device, progress=not quiet and sys.stderr.isatty(),
+                        overwrite=overwrite, report_path=report_path,
+                        adapter_path=adapter_path)
+        return
+    dtype = dtype or "uint16"
     t0 = time.perf_counter()
     scene = read_scene(target, sensor=sensor, max_value=max_value)
     check_adapt_scene(cfg, scene)
     model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
     t_load = time.perf_counter() - t0
-    quiet = (ctx.find_root().obj or {}).get("quiet", False)
-    import sys
-
     with guard_memory(scene, None if device == "auto" else device):
         result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
                              compare=compare, progress=not quiet and sys.stderr.isatty())
         t1 = time.perf_counter()
         write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
     report = result.report
+    report["timings"]["load"] = t_load
+    report["timings"]["write"] = time.perf_counter() - t1
+    _finish(report, result, cfg, out, model_spec, weights, target, inputs, report_path,
+            adapter_path, overwrite)
+
+
+def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str, out: str,
+                    cfg, dtype: str | None, block: int, inputs: list, interface: str | None,
+                    device: str, progress: bool, overwrite: bool, report_path: str | None,
+                    adapter_path: str | None) -> None:
+    """``tta adapt`` on a scene read by window (:mod:`tta.cli.streaming`)."""
+    from tta.cli import streaming
+    from tta.memory import guard_memory
+    from tta.models import resolve_model
+
+    model = resolve_model(model_spec, weights=weights, sensor=source.sensor)
+    with guard_memory(None, None if device == "auto" else device):
+        result, report = streaming.run_adapt(
+            source, model=model, model_spec=model_spec, weights=weights, target=target,
+            out=out, cfg=cfg, dtype=dtype, block=block, inputs=inputs, interface=interface,
+            device=device, progress=progress, overwrite=overwrite)
+    click.echo(streaming.describe(report))
+    _finish(report, result, cfg, out, model_spec, weights, target, inputs, report_path,
+            adapter_path, overwrite)
+
+
+def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str | None,
+            target: str, inputs: list, report_path: str | None, adapter_path: str | None,
+            overwrite: bool) -> None:
+    """Save the adapter and the report, print the summary."""
+    from tta.io.product import write_json
+
     if report["loss"].get("diverged"):
         click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report["timings"]["load"] = t_load
-    report["timings"]["write"] = time.perf_counter() - t1
     report["output"] = out
     if adapter_path:
         from adapters import save_adapter

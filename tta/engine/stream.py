@@ -58,7 +58,7 @@ class StreamOptions:
         max_nodata: Largest nodata share of a sample window.
     """
 
-    block: int = 2048
+    block: int = 1024
     windows: int = 16
     side: int = 512
     overview: int = 1024
@@ -157,6 +157,19 @@ def _halo(margin: int, ratio: int) -> int:
     return ratio * math.ceil(max(margin, 1) / ratio)
 
 
+def _to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 DN to the product's dtype, in place where possible: uint16 is rounded half
+    to even and clipped to [0, 65535] (non-finite values as
+    :func:`tta.io.geotiff.write_geotiff` maps them), the same values as its float64 path
+    since float32 to float64 is exact."""
+    if dtype != "uint16":
+        return x
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=65535.0, neginf=0.0)
+    np.rint(x, out=x)
+    np.clip(x, 0, 65535, out=x)
+    return x.astype(np.uint16)
+
+
 def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
     """``(position in idx, start, length)`` of the runs of consecutive values of ``idx``."""
     cuts = np.flatnonzero(np.diff(idx) != 1) + 1
@@ -180,7 +193,7 @@ def _ms_wrapped(src: SceneSource, row: int, col: int, h: int, w: int, pad: int) 
 
 def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource, store: Any,
                 *, divisor: float, gain: float = 1.0, tile: int = 256, overlap: int,
-                margin: int, block: int = 2048, batch_size: int | None = None,
+                margin: int, block: int = 1024, batch_size: int | None = None,
                 device: torch.device | str = "cpu", progress: bool = False,
                 on_block: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Fuse ``src`` block by block into ``store`` (blocks it holds already are skipped).
@@ -208,7 +221,6 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
     from tqdm import tqdm
 
     from tta.engine.tiling import tile_corners, tiled_fuse
-    from tta.io.geotiff import _convert
     from tta.physics import interp23tap
 
     r = src.ratio
@@ -220,10 +232,19 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
     scale = divisor / gain
     dev = torch.device(device) if not isinstance(device, torch.device) else device
 
+    def span(a: int, n: int, length: int) -> tuple[int, int]:
+        # the block plus its halo, grown to a whole tile where the scene allows: a window
+        # narrower than the tile would be padded, unlike the whole scene
+        a0, a1 = max(0, a - halo), min(length, a + n + halo)
+        need = min(tile, length)
+        if a1 - a0 < need:
+            a0 = max(0, a1 - need)
+            a1 = min(length, a0 + need)
+        return a0, a1 - a0
+
     def window(y: int, x: int, h: int, w: int) -> tuple[int, int, int, int]:
-        y0, x0 = max(0, y - halo), max(0, x - halo)
-        y1, x1 = min(big_h, y + h + halo), min(big_w, x + w + halo)
-        return y0, x0, y1 - y0, x1 - x0
+        (y0, wh), (x0, ww) = span(y, h, big_h), span(x, w, big_w)
+        return y0, x0, wh, ww
 
     def n_tiles(win: tuple[int, int, int, int]) -> int:
         return int(tile_corners(max(win[2], tile), max(win[3], tile), tile, overlap,
@@ -256,7 +277,7 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
             out *= scale
             if part.nodata is not None:
                 out[:, part.nodata[y - wy:y - wy + h, x - wx:x - wx + w]] = 0
-            store.write(i, y, x, _convert(out, store.dtype.name))
+            store.write(i, y, x, _to_dtype(out, store.dtype.name))
             del fused, out, part
             k = n_tiles(win)
             tiles_done += k
