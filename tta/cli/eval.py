@@ -33,11 +33,20 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
               show_default=True, help="rr needs a reference gt; auto picks rr when present.")
 @click.option("--json", "json_out", default=None, metavar="OUT.json",
               help="Also write the scores as JSON.")
+@click.option("--stream/--no-stream", default=None,
+              help="Score by windows without reading the whole product (default: for scenes "
+                   "over 4096² PAN px).")
+@click.option("--windows", type=click.IntRange(min=0), default=None,
+              help="Windows scored when streaming: 0 = all (block-wise), N = a seeded sample "
+                   "of N (default 64).")
+@click.option("--window-side", type=click.IntRange(min=32), default=512, show_default=True,
+              help="Window side when streaming, PAN px.")
 @sensor_option
 @max_value_option
 @device_option
 @overwrite_option
 def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | None,
+            stream: bool | None, windows: int | None, window_side: int,
             sensor: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Score FUSED (a tta .h5 product or a .tif) against its scene.
@@ -53,6 +62,16 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
 
     inputs = [fused.split("#")[0], *(parse_spec(scene_spec).files if scene_spec else ())]
     check_outputs({"--json": json_out}, inputs, overwrite=overwrite)
+    if stream is not False:
+        from tta.cli.streaming import wants_stream
+
+        is_tif = fused.lower().endswith((".tif", ".tiff"))
+        spec = scene_spec or (None if is_tif else fused)  # an h5 product holds its inputs
+        src = wants_stream(stream, spec, sensor, max_value) if spec else None
+        if src is not None:
+            _eval_windows(fused, src, protocol, device, windows, window_side, json_out,
+                          inputs, overwrite)
+            return
     image, stored = read_fused(fused, sensor=sensor)
     scene = (read_scene(scene_spec, sensor=sensor, max_value=max_value) if scene_spec
              else stored)
@@ -69,3 +88,20 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
     if json_out:
         write_json(json_out, {"fused": fused, "scene": scene.source, **scores},
                    [*inputs, *scene.meta.get("files", [])], overwrite=overwrite)
+
+
+def _eval_windows(fused: str, src, protocol: str, device: str, windows: int | None,
+                  side: int, json_out: str | None, inputs: list, overwrite: bool) -> None:
+    """``tta eval`` by windows (:mod:`tta.evaluation_windows`)."""
+    from tta.evaluation_windows import describe, evaluate_windows
+    from tta.io.product import ProductWindows, write_json
+
+    count = 64 if windows is None else (None if windows == 0 else windows)
+    scores, info = evaluate_windows(src, ProductWindows(fused), protocol, device, side=side,
+                                    count=count)
+    click.echo(f"{fused} ({src.sensor.name}, scene {src.source})")
+    click.echo(describe(info))
+    click.echo(format_scores(scores))
+    if json_out:
+        write_json(json_out, {"fused": fused, "scene": src.source, "windows": info, **scores},
+                   [*inputs, *src.meta.get("files", [])], overwrite=overwrite)
