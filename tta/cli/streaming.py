@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-__all__ = ["STREAM_PIXELS", "output_dtype", "output_nodata", "run_adapt", "wants_stream"]
+__all__ = ["STREAM_PIXELS", "output_dtype", "output_nodata", "run_adapt", "run_fuse",
+           "wants_stream"]
 
 #: Scenes with more PAN pixels than this (4096²) are streamed by default.
 STREAM_PIXELS = 4096 * 4096
@@ -60,6 +61,55 @@ def output_nodata(src: Any, dtype: str) -> float | None:
     return float(value)
 
 
+def _finish(store: Any, src: Any, out: str, inputs: list[str], dtype: str,
+            overwrite: bool, notes: str) -> None:
+    """Write the finished product (COG or h5) from the store; the store is closed."""
+    try:
+        if Path(out).suffix.lower() in (".h5", ".hdf5"):
+            attrs = {"sensor": src.sensor.name, "ratio": src.ratio,
+                     "bit_depth": src.sensor.bit_depth, "max_value": src.max_value,
+                     "bands": ",".join(src.band_names), "resolution": "full",
+                     "source": src.source, "notes": notes}
+            if src.transform is not None:
+                attrs["transform"] = list(src.transform)[:6]
+                attrs["crs"] = src.crs
+            store.finish_h5(inputs, read_window=src.read, attrs=attrs, ms_size=src.ms_size,
+                            ratio=src.ratio, overwrite=overwrite)
+        else:
+            store.finish_cog(inputs, transform=src.transform, crs=src.crs,
+                             bands=src.band_names, nodata=output_nodata(src, dtype),
+                             overwrite=overwrite)
+    finally:
+        store.close()
+
+
+def run_fuse(src: Any, *, method: str, out: str, dtype: str | None, block: int,
+             inputs: list[str], target: str, device: Any, overwrite: bool,
+             progress: bool) -> dict[str, Any]:
+    """``tta fuse`` by blocks (:func:`tta.engine.stream.map_blocks` with
+    :func:`tta.classical.fuse_scene`); returns the block statistics."""
+    from tta import __version__
+    from tta.classical import fuse_scene
+    from tta.engine.stream import map_blocks
+    from tta.io.blocks import BlockStore, resume_key
+
+    dtype = "float32" if Path(out).suffix.lower() in (".h5", ".hdf5") else \
+        output_dtype(dtype, src)
+    key = resume_key(inputs, {"method": method, "target": target, "block": block,
+                              "dtype": dtype, "out": out, "version": __version__})
+    store = BlockStore(out, key, src.shape, dtype, method).open()
+    for p in store.discarded:
+        click.echo(f"removed {p}, left by a run with other inputs or options", err=True)
+    try:
+        info = map_blocks(lambda s: fuse_scene(s, method, device=device), src, store,
+                          block=block, progress=progress)
+    except BaseException:
+        store.close()
+        raise
+    _finish(store, src, out, inputs, dtype, overwrite, f"streamed product (tta fuse {method})")
+    return info
+
+
 def run_adapt(src: Any, *, model: Any, model_spec: str, weights: str | None, target: str,
               out: str, cfg: Any, dtype: str | None, block: int, inputs: list[str],
               interface: str | None, device: str, progress: bool,
@@ -91,23 +141,7 @@ def run_adapt(src: Any, *, model: Any, model_spec: str, weights: str | None, tar
     for p in store.discarded:
         click.echo(f"removed {p}, left by a run with other inputs or options", err=True)
     t0 = time.perf_counter()
-    try:
-        if is_h5:
-            attrs = {"sensor": src.sensor.name, "ratio": src.ratio,
-                     "bit_depth": src.sensor.bit_depth, "max_value": src.max_value,
-                     "bands": ",".join(src.band_names), "resolution": "full",
-                     "source": src.source, "notes": "streamed product (tta adapt)"}
-            if src.transform is not None:
-                attrs["transform"] = list(src.transform)[:6]
-                attrs["crs"] = src.crs
-            store.finish_h5(inputs, read_window=src.read, attrs=attrs, ms_size=src.ms_size,
-                            ratio=src.ratio, overwrite=overwrite)
-        else:
-            store.finish_cog(inputs, transform=src.transform, crs=src.crs,
-                             bands=src.band_names, nodata=output_nodata(src, dtype),
-                             overwrite=overwrite)
-    finally:
-        store.close()
+    _finish(store, src, out, inputs, dtype, overwrite, "streamed product (tta adapt)")
     report["timings"]["write"] = time.perf_counter() - t0
     report["stream"]["dtype"] = dtype
     return result, report

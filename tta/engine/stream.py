@@ -37,8 +37,8 @@ from tta.errors import InputError
 from tta.io.scene import Scene
 from tta.io.source import SceneSource, Window
 
-__all__ = ["StreamOptions", "adapt_stream", "block_grid", "fuse_blocks", "proxy_scene",
-           "sample_windows"]
+__all__ = ["StreamOptions", "adapt_stream", "block_grid", "fuse_blocks", "map_blocks",
+           "proxy_scene", "sample_windows"]
 
 #: MS pixels of wrap-around context for the 23-tap interpolation (its support is under 9 MS
 #: pixels at ratio 4: 11 taps on the 2x grid, then 11 on the 4x grid).
@@ -286,6 +286,45 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
                 on_block(i)
     return {"blocks": len(blocks), "computed": len(todo), "resumed": len(blocks) - len(todo),
             "halo": halo, "tiles": tiles_done, "seconds": time.perf_counter() - t0}
+
+
+def map_blocks(fuse_window: Callable[[Scene], np.ndarray], src: SceneSource, store: Any, *,
+               block: int = 1024, halo: int = 64, progress: bool = False,
+               on_block: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Apply a whole-image method block by block: each block's window, grown by ``halo`` PAN
+    pixels inside the scene, is read as a :class:`Scene`, fused by ``fuse_window`` (float32
+    DN ``(C, h, w)``), cropped to the block and written to ``store`` (blocks it holds are
+    skipped). A method that estimates statistics over its input (the classical CS/MRA
+    methods) estimates them per window here: block products are local, not the whole-scene
+    result.
+
+    Returns:
+        ``{"blocks", "computed", "resumed", "halo", "seconds"}``.
+    """
+    from tqdm import tqdm
+
+    r = src.ratio
+    if block % r or halo % r:
+        raise InputError(f"block {block} and halo {halo} must be multiples of the ratio {r}")
+    big_h, big_w = src.pan_size
+    blocks = block_grid(big_h, big_w, block)
+    todo = [i for i in range(len(blocks)) if i not in store.done]
+    t0 = time.perf_counter()
+    with tqdm(total=len(todo), unit="block", desc="fuse blocks", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for i in todo:
+            y, x, h, w = blocks[i]
+            y0, x0 = max(0, y - halo), max(0, x - halo)
+            y1, x1 = min(big_h, y + h + halo), min(big_w, x + w + halo)
+            part = src.read((y0 // r, x0 // r, (y1 - y0) // r, (x1 - x0) // r))
+            out = np.array(fuse_window(part)[:, y - y0:y - y0 + h, x - x0:x - x0 + w],
+                           dtype=np.float32)
+            store.write(i, y, x, _to_dtype(out, store.dtype.name))
+            bar.update(1)
+            if on_block is not None:
+                on_block(i)
+    return {"blocks": len(blocks), "computed": len(todo), "resumed": len(blocks) - len(todo),
+            "halo": halo, "seconds": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------------------- adapt
