@@ -160,6 +160,27 @@ def run_adapt(side: int, folder: Path, mode: str, threads: int) -> dict[str, obj
             "pan_mpix_per_s": round(mpix / wall, 4), "exit_code": code}
 
 
+def snapshot(side: int, pid: int, folder: Path) -> dict[str, object]:
+    """A row for a run still in progress (process ``pid``): its peak RSS so far (``VmHWM``),
+    its elapsed time and the PAN megapixels of the blocks it has finished (journal)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm_kib = int(re.search(r"VmHWM:\s*(\d+)", status).group(1))
+    ticks = os.sysconf("SC_CLK_TCK")
+    start = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    elapsed = uptime - start
+    journal = next(folder.glob(f".out_{side}_default.tif.tta-resume-*.journal"))
+    done = len(journal.read_text().splitlines()) - 1
+    n = -(-side // 1024) ** 2
+    mpix = done * 1024 * 1024 / 1e6
+    print(f"{side}: running, {done}/{n} blocks, peak so far {hwm_kib / 1024:.0f} MiB, "
+          f"{elapsed:.0f} s", flush=True)
+    return {"pan_side": side, "pan_mpix": round(side * side / 1e6, 2),
+            "mode": f"default, running ({done}/{n} blocks)", "peak_rss_mib": round(hwm_kib / 1024),
+            "wall_s": round(elapsed, 1), "adapt_s": "", "infer_s": "",
+            "pan_mpix_per_s": round(mpix / elapsed, 4), "exit_code": "running"}
+
+
 # ---------------------------------------------------------------------------- results
 def cpu_model() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -173,14 +194,18 @@ def save(rows: list[dict[str, object]], folder: Path, threads: int) -> None:
     path = folder / "memory.csv"
     old = list(csv.DictReader(path.open())) if path.exists() else []
     keys = {(str(r["pan_side"]), r["mode"]) for r in rows}
-    merged = [r for r in old if (r["pan_side"], r["mode"]) not in keys] + rows
+    sides = {str(r["pan_side"]) for r in rows}  # a new row replaces a running snapshot
+    merged = [r for r in old if (r["pan_side"], r["mode"]) not in keys
+              and not (r["pan_side"] in sides and r["mode"].startswith("default, running"))]
+    merged += rows
     merged.sort(key=lambda r: (int(r["pan_side"]), r["mode"]))
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
         w.writeheader()
         w.writerows(merged)
     base = {int(r["pan_side"]): float(r["peak_rss_mib"]) for r in merged
-            if r["mode"] == "default" and str(r["exit_code"]) == "0"}
+            if r["mode"].startswith("default") and str(r["exit_code"]) in ("0", "running")}
+    running = [r for r in merged if str(r["exit_code"]) == "running"]
     lines = [
         "# Peak memory of `tta adapt` on large scenes",
         "",
@@ -196,7 +221,9 @@ def save(rows: list[dict[str, object]], folder: Path, threads: int) -> None:
         "",
         "`default`: the command as above (scenes up to 4096² PAN px are read whole, larger "
         "ones streamed); `stream`: the same with `--stream`. Peak RSS: the child's "
-        "`ru_maxrss`.",
+        "`ru_maxrss`; for a run still in progress when the results were committed "
+        "(`running (k/n blocks)`), its `VmHWM` so far, its elapsed time and the PAN Mpx/s of "
+        "its finished blocks over that time (adaptation included).",
         "",
         "| PAN side | PAN Mpx | mode | peak RSS (MiB) | wall (s) | adapt (s) | infer (s) "
         "| PAN Mpx/s | exit |",
@@ -212,6 +239,11 @@ def save(rows: list[dict[str, object]], folder: Path, threads: int) -> None:
                   f"{'met' if ratio <= 1.5 else 'missed'}); 16384² peak "
                   f"{base[16384] / 1024:.2f} GiB (target < 4 GB: "
                   f"{'met' if base[16384] * 2**20 < 4e9 else 'missed'})."]
+        if running:
+            lines += ["", "Runs marked `running` had not finished: their peak is the peak so "
+                      "far (the adaptation, whose peak this is, and a share of the blocks were "
+                      "done; the remaining blocks repeat the same per-block work, and the COG "
+                      "finishing step, not yet reached, runs with a 256 MiB GDAL cache)."]
     (folder / "memory.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {folder / 'memory.md'}", flush=True)
 
@@ -224,7 +256,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--build-only", action="store_true", help="only write the scenes")
+    ap.add_argument("--snapshot", default="", metavar="SIDE:PID",
+                    help="record the peak so far of a run in progress and exit")
     args = ap.parse_args()
+    if args.snapshot:
+        side, pid = (int(v) for v in args.snapshot.split(":"))
+        save([snapshot(side, pid, args.workdir)], args.results, args.threads)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     stream = {int(s) for s in args.also_stream.split(",") if s}
     for side in sizes:

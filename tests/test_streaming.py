@@ -323,3 +323,40 @@ def test_cli_fuse_stream(tif_pair, tmp_path):
     # EXP is local: equal away from the scene border, where the whole scene's circular
     # interpolation border wraps around the scene and a window's around the window
     assert np.abs(x - y)[:, 40:-40, 40:-40].max() <= 1
+
+
+def test_cli_resume_after_kill_9(real_file, weights, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scene = _texture_scene(real_file, 64, 64)
+    ms, pan = write_scene_geotiff(scene, tmp_path / "ms.tif", tmp_path / "pan.tif")
+    args = [sys.executable, "-m", "tta", "-q", "adapt", "-m", "fusionnet", "-w", str(weights),
+            "-t", f"{ms}+{pan}", "--sensor", "WV3", "--steps", "2", "--device", "cpu",
+            "--stream", "--block", "64", "-o", str(tmp_path / "out.tif")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    done = 0
+    for _ in range(1200):
+        journals = list(tmp_path.glob(".out.tif.tta-resume-*.journal"))
+        done = len(journals[0].read_text().splitlines()) - 1 if journals else 0
+        if done >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done >= 3 and not (tmp_path / "out.tif").exists()
+    res = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    resumed = int(res.stdout.split("fused 16 blocks of 64 px (")[1].split(" resumed")[0])
+    assert resumed >= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "out.tif", "pan.tif"]
+    res = run("adapt", "-m", "fusionnet", "-w", weights, "-t", f"{ms}+{pan}", "--sensor", "WV3",
+              "--steps", "2", "--device", "cpu", "--no-compare", "-o", tmp_path / "w.tif")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "w.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
+        assert np.abs(a.read().astype(np.int64) - b.read()).max() <= 1
