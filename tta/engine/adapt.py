@@ -47,14 +47,15 @@ class AdaptResult:
     """Everything an adaptation run produced.
 
     Attributes:
-        fused: Adapted fusion of the whole scene, float32 DN ``(C, H, W)``.
+        fused: Adapted fusion of the whole scene, float32 DN ``(C, H, W)`` (None when
+            :func:`adapt_scene` ran with ``fuse=False``).
         report: Plain-data report (timings, selection, loss curve, metrics).
         adapter: The attached adapter (save it with :func:`adapters.save_adapter`).
         decomposition: Where the model was split.
         direct: Direct-transfer fusion (DN), when the run compared.
     """
 
-    fused: np.ndarray
+    fused: np.ndarray | None
     report: dict[str, Any]
     adapter: Any
     decomposition: Decomposition
