@@ -47,7 +47,8 @@ def _scores(d, spec, *extra):
 def _same(a, b):
     for family in ("rr", "fr"):
         for key, value in a[family].items():
-            assert b[family][key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), (family, key)
+            assert b[family][key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), \
+                (family, key)
 
 
 @pytest.mark.parametrize("layout", ["nchw", "chw", "hwc", "unit", "named"])
@@ -76,7 +77,6 @@ def test_matlab_and_geotiff_products(product, tmp_path):
     _same(expected, scores)
     assert "MATLAB variable 'I_Fus'" in out
     import rasterio
-
     from affine import Affine
 
     c, h, w = fused.shape

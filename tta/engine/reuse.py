@@ -162,7 +162,8 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
         weights: Checkpoint path replacing the recorded one (its tensors must be the same).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         progress: Show a progress bar.
-        forward_fn: Call convention of the model (default :func:`tta.decomposition.default_forward`).
+        forward_fn: Call convention of the model (default
+            :func:`tta.decomposition.default_forward`).
 
     Returns:
         ``(fused, info)``: float32 DN ``(C, H, W)`` in the scene's band order, and what was
