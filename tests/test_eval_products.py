@@ -76,6 +76,12 @@ def test_matlab_and_geotiff_products(product, tmp_path):
     scores, out = _scores(d, d / "p.mat")
     _same(expected, scores)
     assert "MATLAB variable 'I_Fus'" in out
+    from test_io_mat import save_v73
+
+    save_v73(d / "p73.mat", {"fused": np.moveaxis(fused, 0, -1).astype(np.float32) / 2047})
+    scores, out = _scores(d, d / "p73.mat")
+    _same(expected, scores)
+    assert "MATLAB variable 'fused'" in out and "scaled to 0-1" in out
     import rasterio
     from affine import Affine
 

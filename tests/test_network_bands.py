@@ -85,8 +85,12 @@ def test_plan_of_a_4band_network_on_a_6band_scene(l8, qb_net, tmp_path):
 def test_network_fuses_its_bands_and_hpm_the_others(l8, qb_net, tmp_path):
     scene = tta.read_scene(landsat7_like(l8, tmp_path / "l7.h5"))
     kw = {"steps": 2, "device": "cpu", "decide": False, "adapter": "cat"}
-    res = tta.adapt_scene(qb_net, scene, **kw)
-    assert res.fused.shape == (6, 128, 128)
+    res = tta.adapt_scene(qb_net, scene, compare=True, **kw)
+    assert res.fused.shape == res.direct.shape == (6, 128, 128)
+    # the comparison scores the whole 6-band product
+    fr = tta.evaluate(scene, res.fused, "fr")["fr"]
+    assert res.report["metrics"]["adapted"]["fr"]["HQNR"] == pytest.approx(fr["HQNR"])
+    np.testing.assert_array_equal(res.direct[4:], res.fused[4:])
     assert res.report["bands"]["other_bands"] == ["swir1", "swir2"]
     assert res.report["bands"]["other_method"] == "mtf-glp-hpm"
     plan = plan_bands(qb_net, scene)
