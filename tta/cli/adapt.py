@@ -9,6 +9,7 @@ import click
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    bands_option,
     check_outputs,
     device_option,
     max_value_option,
@@ -70,6 +71,7 @@ def _fmt(v: float) -> str:
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
               show_default=True, help="GeoTIFF sample type (h5 is always float32).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -80,7 +82,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
             compile_mode: str | None, dtype: str,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
 
@@ -113,9 +115,13 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                   inputs, overwrite=overwrite)
 
     t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value)
+    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
     check_adapt_scene(cfg, scene)
-    model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
+    # the network's band layout is matched to the scene's by name (tta.engine.bands)
+    model = resolve_model(model_spec, weights=weights)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(model, scene)
     t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
@@ -134,10 +140,10 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     report["timings"]["write"] = time.perf_counter() - t1
     report["output"] = out
     if adapter_path:
-        from adapters import save_adapter
+        from tta.engine.reuse import save_adapted
 
-        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
-                     meta={"model": model_spec, "weights": weights, "target": target})
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
     if report_path:
         write_json(report_path, report, inputs=inputs, overwrite=overwrite)
 
@@ -148,6 +154,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
                f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
                f"patches ({cfg.sampler})")
+    if plan.split:
+        click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
     radiometry = report.get("radiometry") or {}
