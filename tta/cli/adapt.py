@@ -9,6 +9,7 @@ import click
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    bands_option,
     check_outputs,
     device_option,
     max_value_option,
@@ -76,6 +77,7 @@ def _fmt(v: float) -> str:
 @click.option("--block", type=click.IntRange(min=64), default=1024, show_default=True,
               help="Streamed output block side, PAN px (memory per block, unit of resume).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -86,7 +88,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
             compile_mode: str | None, dtype: str | None, stream: bool | None, block: int,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
 
@@ -122,7 +124,10 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
     from tta.cli import streaming
 
-    source = streaming.wants_stream(stream, target, sensor, max_value)
+    if stream and bands is not None:
+        raise InputError("--stream reads the scene's bands as stored: drop --bands")
+    source = None if bands is not None else streaming.wants_stream(stream, target, sensor,
+                                                                    max_value)
     if source is not None:
         _adapt_streamed(source, model_spec=model_spec, weights=weights, target=target, out=out,
                         cfg=cfg, dtype=dtype, block=block, inputs=inputs, interface=interface,
@@ -132,9 +137,13 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
         return
     dtype = dtype or "uint16"
     t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value)
+    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
     check_adapt_scene(cfg, scene)
-    model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
+    # the network's band layout is matched to the scene's by name (tta.engine.bands)
+    model = resolve_model(model_spec, weights=weights)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(model, scene)
     t_load = time.perf_counter() - t0
     with guard_memory(scene, None if device == "auto" else device):
         result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
@@ -145,7 +154,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     report["timings"]["load"] = t_load
     report["timings"]["write"] = time.perf_counter() - t1
     _finish(report, result, cfg, out, model_spec, weights, target, inputs, report_path,
-            adapter_path, overwrite)
+            adapter_path, overwrite, plan)
 
 
 def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str, out: str,
@@ -157,7 +166,7 @@ def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str
     from tta.memory import guard_memory
     from tta.models import resolve_model
 
-    model = resolve_model(model_spec, weights=weights, sensor=source.sensor)
+    model = resolve_model(model_spec, weights=weights)
     with guard_memory(None, None if device == "auto" else device):
         result, report = streaming.run_adapt(
             source, model=model, model_spec=model_spec, weights=weights, target=target,
@@ -170,7 +179,7 @@ def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str
 
 def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str | None,
             target: str, inputs: list, report_path: str | None, adapter_path: str | None,
-            overwrite: bool) -> None:
+            overwrite: bool, plan=None) -> None:
     """Save the adapter and the report, print the summary."""
     from tta.io.product import write_json
 
@@ -180,10 +189,10 @@ def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str |
                    "Try a smaller --lr.", err=True)
     report["output"] = out
     if adapter_path:
-        from adapters import save_adapter
+        from tta.engine.reuse import save_adapted
 
-        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
-                     meta={"model": model_spec, "weights": weights, "target": target})
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
     if report_path:
         write_json(report_path, report, inputs=inputs, overwrite=overwrite)
 
@@ -194,6 +203,8 @@ def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str |
                f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
                f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
                f"patches ({cfg.sampler})")
+    if plan is not None and plan.split:
+        click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
     radiometry = report.get("radiometry") or {}

@@ -210,7 +210,9 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
         src: The scene.
         store: An opened :class:`tta.io.blocks.BlockStore` of shape ``src.shape``.
         divisor, gain: Normalisation (see above).
-        tile, overlap, margin, batch_size, device: As :func:`~tta.engine.tiling.tiled_fuse`.
+        tile, overlap, margin, batch_size, device: As :func:`~tta.engine.tiling.tiled_fuse`
+            (``tile`` is the largest tile: each window's is fitted to it,
+            :func:`~tta.engine.tiling.fitted_tile`).
         block: Block side, PAN pixels (a multiple of the ratio).
         progress: tqdm bar counting tiles (stderr), with ETA.
         on_block: Called with the block id after each block is written.
@@ -220,7 +222,7 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
     """
     from tqdm import tqdm
 
-    from tta.engine.tiling import tile_corners, tiled_fuse
+    from tta.engine.tiling import fitted_tile, tile_corners, tiled_fuse
     from tta.physics import interp23tap
 
     r = src.ratio
@@ -246,9 +248,12 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
         (y0, wh), (x0, ww) = span(y, h, big_h), span(x, w, big_w)
         return y0, x0, wh, ww
 
+    def fit(win: tuple[int, int, int, int]) -> int:
+        return fitted_tile(win[2], win[3], tile, overlap, r)  # as the whole-scene engine
+
     def n_tiles(win: tuple[int, int, int, int]) -> int:
-        return int(tile_corners(max(win[2], tile), max(win[3], tile), tile, overlap,
-                                r).shape[0])
+        t = fit(win)
+        return int(tile_corners(max(win[2], t), max(win[3], t), t, overlap, r).shape[0])
 
     todo = [i for i in range(len(blocks)) if i not in store.done]
     total = sum(n_tiles(window(*blocks[i])) for i in todo)
@@ -270,7 +275,7 @@ def fuse_blocks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], src: SceneSource
             lms = interp23tap(ms_ext[None], r)[0, :, p * r:p * r + wh, p * r:p * r + ww]
             ms = ms_ext[:, p:p + wh // r, p:p + ww // r]
             del ms_ext
-            fused = tiled_fuse(fn, ms, pan, lms, ratio=r, tile=tile, overlap=overlap,
+            fused = tiled_fuse(fn, ms, pan, lms, ratio=r, tile=fit(win), overlap=overlap,
                                margin=margin, batch_size=batch_size, device=dev)
             del ms, pan, lms
             out = fused[:, y - wy:y - wy + h, x - wx:x - wx + w]
@@ -380,6 +385,11 @@ def adapt_stream(model: nn.Module, src: SceneSource, store_factory: Callable[[st
         proxy = proxy_scene(src, windows)
         sample["whole_scene"] = False
     t_sample = time.perf_counter() - t0
+    from tta.engine.bands import plan_bands
+
+    if plan_bands(model, proxy).split:
+        raise InputError(f"{src.source}: streamed scenes need a network trained on all of "
+                         "their bands; fuse this one whole (--no-stream) or subset its bands")
     result = adapt_scene(model, proxy, config=cfg, device=dev, interface=interface,
                          compare=False, progress=progress, fuse=False)
     del proxy
