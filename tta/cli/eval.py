@@ -78,7 +78,12 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
 
         is_tif = fused.lower().endswith((".tif", ".tiff"))
         spec = scene_spec or (None if is_tif else fused)  # an h5 product holds its inputs
-        src = wants_stream(stream, spec, sensor, max_value) if spec else None
+        try:
+            src = wants_stream(stream, spec, sensor, max_value) if spec else None
+        except InputError:
+            if stream:
+                raise
+            src = None  # not a windowed scene (e.g. a bare product): the whole path says why
         if src is not None:
             _eval_windows(fused, src, protocol, device, windows, window_side, json_out,
                           inputs, overwrite)
