@@ -239,6 +239,15 @@ def save(rows: list[dict[str, object]], folder: Path, threads: int) -> None:
                   f"{'met' if ratio <= 1.5 else 'missed'}); 16384² peak "
                   f"{base[16384] / 1024:.2f} GiB (target < 4 GB: "
                   f"{'met' if base[16384] * 2**20 < 4e9 else 'missed'})."]
+        stream2k = next((float(r["peak_rss_mib"]) for r in merged if r["mode"] == "stream"
+                         and int(r["pan_side"]) == 2048 and str(r["exit_code"]) == "0"), None)
+        if stream2k:
+            lines += ["", f"Against the 2048² `--stream` run (same path: adaptation on a 2048² "
+                      f"proxy, block fusion): {base[16384] / stream2k:.2f}x. The 2048² "
+                      "default run reads the scene whole and, with the default `--compare`, "
+                      "also fuses it by direct transfer and scores both products on the whole "
+                      "scene, hence its larger peak; a streamed run compares the two networks "
+                      "on the decision's check windows only."]
         if running:
             lines += ["", "Runs marked `running` had not finished: their peak is the peak so "
                       "far (the adaptation, whose peak this is, and a share of the blocks were "
