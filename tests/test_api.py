@@ -15,6 +15,8 @@ PUBLIC = {
     "select_patches", "tiled_fuse",
     # benchmarks
     "load_matrix", "run_bench", "write_report",
+    # many scenes
+    "BatchResult", "get_executor", "list_executors", "run_batch",
 }
 
 

@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 from adapters import create_adapter, load_adapter, save_adapter
+from tta.batch import BatchResult, run_batch
 from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.decomposition import Decomposition, decompose
 from tta.engine import AdaptConfig, AdaptResult, adapt, adapt_scene, tiled_fuse
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
+from tta.executors import get_executor, list_executors
 from tta.io import (
     Scene,
     iter_scenes,
@@ -42,6 +44,7 @@ from tta.sensors import Sensor, get_sensor, list_sensors
 __all__ = [
     "AdaptConfig",
     "AdaptResult",
+    "BatchResult",
     "Decomposition",
     "InputError",
     "OutputError",
@@ -59,10 +62,12 @@ __all__ = [
     "degrade_scene",
     "evaluate",
     "fuse_scene",
+    "get_executor",
     "get_sensor",
     "interp23tap",
     "load_matrix",
     "iter_scenes",
+    "list_executors",
     "list_methods",
     "list_sensors",
     "load_adapter",
@@ -73,6 +78,7 @@ __all__ = [
     "pansharpen",
     "read_scene",
     "resolve_model",
+    "run_batch",
     "run_bench",
     "save_adapter",
     "select_patches",
