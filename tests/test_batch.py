@@ -163,6 +163,9 @@ def test_changed_outputs_are_not_skipped_nor_replaced_silently(ray_batch, batch_
     assert changed.rows[0]["status"] == "failed"
     assert "the options changed" in changed.rows[0]["error"]
     assert "--overwrite" in changed.rows[0]["error"]
+    # the output folder given as the scene folder: its products are not scenes
+    with pytest.raises(InputError, match="only products of"):
+        tta.run_batch([str(work)], work, steps=5, **kw)
 
 
 def test_unreadable_manifest_exits_2_with_one_line(tmp_path):

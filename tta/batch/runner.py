@@ -85,6 +85,15 @@ def _same(a: str, b: str) -> bool:
         return False
 
 
+def _own_product(spec: str, out: Path) -> bool:
+    """Whether ``spec`` is a product of a batch in ``out`` (a folder or pattern that covers
+    the output folder lists them; they are not scenes to adapt again)."""
+    path = Path(spec.split("#")[0])
+    stem = path.name.rsplit(".", 1)[0]
+    return (stem.endswith(PRODUCT_SUFFIX) and path.parent.resolve() == out.resolve()
+            and (out / f"{stem[:-len(PRODUCT_SUFFIX)]}{REPORT_SUFFIX}").exists())
+
+
 def _options(batch: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     merged = {k: v for k, v in batch.items() if v is not None}
     merged.update(entry)
@@ -158,7 +167,10 @@ def run_batch(
                          f"{', '.join(_CONFIG_KEYS)})")
     if fmt not in ("h5", "tif"):
         raise InputError(f"format {fmt!r}: use h5 or tif")
-    entries = collect_scenes(sources)
+    out = Path(output_dir)
+    entries = [e for e in collect_scenes(sources) if not _own_product(e.spec, out)]
+    if not entries:
+        raise InputError(f"no scenes to run: the sources list only products of {out}")
     base = {"model": model, "weights": weights, "sensor": sensor, "max_value": max_value,
             "config": config_path, "interface": interface, **config}
     options = [_options(base, e.options) for e in entries]
@@ -167,7 +179,6 @@ def run_batch(
             raise InputError(f"{e.origin}: no model for scene {e.spec}; pass --model or give "
                              "'model' in the manifest")
     names = scene_names([e.spec for e in entries], [o.get("name") for o in options])
-    out = Path(output_dir)
 
     # Inputs every output must differ from: all scene files, checkpoints and configs.
     inputs: list[str] = []
