@@ -90,11 +90,11 @@ def command(ctx: click.Context, sources: tuple[str, ...], output_dir: str,
     manifests: .txt (one spec a line), .csv (column 'scene' plus per-scene columns such as
     sensor, model, steps, name) or .yaml (a list of specs or {scene: ..., KEY: ...}). A rerun
     skips the scenes whose outputs exist and verify; a failed scene does not stop the others
-    (exit status 1). Example:
+    (exit status 1). Examples:
 
+    \b
         tta batch 'scenes/*.h5' -o out --model fose --steps 50
-
-        tta batch list.yaml -o out --address HEAD:6379      # an existing Ray cluster
+        tta batch list.yaml -o out --address HEAD:6379   # an existing Ray cluster
     """
     from tta.batch import run_batch
 

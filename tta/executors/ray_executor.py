@@ -32,6 +32,26 @@ def _run_job(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
     return fn(item)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` nobody listens on (``ray.init`` would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        if address == "auto":
+            return
+        raise InputError(f"--address {address!r}: give HOST:PORT of the Ray head (e.g. "
+                         "10.0.0.1:6379) or auto")
+    host = host.removeprefix("ray://").strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot reach the Ray head at {address} ({reason}); is `ray start "
+                         "--head` running there?") from None
+
+
 class RayExecutor:
     """Runs each job as a Ray task (see the module docstring).
 
@@ -66,6 +86,7 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 if self.address:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **quiet)
                 else:
                     ray.init(num_cpus=self.workers * self.threads, include_dashboard=False,
@@ -73,8 +94,13 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local Ray"
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                hint = ""
+                if self.address and not os.environ.get("RAY_AUTH_MODE"):
+                    hint = (" (a cluster started with token authentication, the default of "
+                            "`ray start` since Ray 2.59, needs RAY_AUTH_MODE=token and its "
+                            "token here: see `ray get-auth-token`)")
                 raise InputError(f"cannot start or reach {where}: {type(exc).__name__}"
-                                 f"{': ' + msg if msg else ''}") from None
+                                 f"{': ' + msg if msg else ''}{hint}") from None
             self._started = True
         has_gpu = float(ray.cluster_resources().get("GPU", 0)) > 0
         self._gpus_per_job = float(self.gpus) if self.gpus is not None else (
