@@ -224,3 +224,34 @@ def test_list_forms_and_names(tmp_path):
         scene_names([specs[0], os.path.join(tmp_path, "b", "..", "a", "x.h5")], [None, None])
     with pytest.raises(InputError, match="letters, digits"):
         scene_names([specs[0]], ["../up"])
+
+
+def _half(x: int) -> float:
+    if x == 3:
+        raise ValueError("three")
+    return x / 2
+
+
+def test_local_executor_runs_in_order_and_reports_errors():
+    import torch
+
+    before = torch.get_num_threads()
+    with tta.get_executor("local", threads=1, address="ignored") as ex:
+        got = list(ex.map_unordered(_half, [1, 2, 3],
+                                    on_error=lambda item, exc: f"{item}: {exc}"))
+        assert ex.describe()["threads_per_job"] == 1
+    assert got == [(0, 0.5), (1, 1.0), (2, "3: three")]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="three"):
+        list(tta.get_executor("local").map_unordered(_half, [3]))
+
+
+def test_ray_address_is_checked_before_connecting():
+    pytest.importorskip("ray", reason="ray is not installed (pip install .[ray])")
+    from tta.executors.ray_executor import _check_reachable
+
+    with pytest.raises(InputError, match="cannot reach the Ray head at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(InputError, match="HOST:PORT"):
+        _check_reachable("nonsense")
+    _check_reachable("auto")  # left to Ray
