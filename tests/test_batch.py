@@ -66,7 +66,7 @@ def ray_session():
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install .[ray])")
     import logging
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, object_store_memory=128 * 1024**2)
     try:
         yield ray

@@ -1,10 +1,10 @@
 """One scene of a batch: adapt, fuse, write the product and its report (runs in a worker).
 
-The work is the one ``tta adapt`` does (:func:`tta.io.read_scene`,
-:func:`tta.models.resolve_model`, :func:`tta.engine.adapt_scene`,
-:func:`tta.io.write_fused`), with the same recipe and options. The product is written first
-and the report last, both atomically, so a report on disk marks a finished scene. A job
-never raises for a problem of its scene: it returns a failed result with a one-line error.
+The work is the one ``tta adapt`` does, through the same function
+(:func:`tta.engine.files.adapt_file`), with the same recipe and options. The product is
+written first and the report last, both atomically, so a report on disk marks a finished
+scene. A job never raises for a problem of its scene: it returns a failed result with a
+one-line error.
 """
 
 from __future__ import annotations
@@ -83,35 +83,23 @@ def run_scene_job(job: SceneJob) -> dict[str, Any]:
 def _run(job: SceneJob, t0: float) -> dict[str, Any]:
     import torch
 
-    from tta.checks import check_adapt_config, check_adapt_scene
-    from tta.engine import AdaptConfig, adapt_scene
-    from tta.io import parse_spec, read_scene, write_fused
+    from tta.checks import check_adapt_config
+    from tta.engine import AdaptConfig
+    from tta.engine.files import adapt_file
+    from tta.io import parse_spec
     from tta.io.product import write_json
-    from tta.memory import guard_memory
-    from tta.models import model_files, resolve_model
+    from tta.models import model_files
 
     cfg = AdaptConfig.from_yaml(job.config_path) if job.config_path else AdaptConfig()
     cfg = cfg.replace(**job.overrides)
     check_adapt_config(cfg)
     inputs = [str(p) for p in (*parse_spec(job.spec).files,
                                *model_files(job.model, job.weights))]
-    scene = read_scene(job.spec, sensor=job.sensor, max_value=job.max_value)
-    check_adapt_scene(cfg, scene)
-    model = resolve_model(job.model, weights=job.weights, sensor=scene.sensor)
-    t_load = time.perf_counter() - t0
-    with guard_memory(scene, None if job.device == "auto" else job.device):
-        result = adapt_scene(model, scene, config=cfg, device=job.device,
-                             interface=job.interface, compare=job.compare)
-        report = result.report
-        if not report.get("metrics"):  # no-reference indexes of the product for the summary
-            from tta.evaluation import evaluate
-
-            report["metrics"] = {"adapted": evaluate(scene, result.fused, "fr", job.device)}
-        t1 = time.perf_counter()
-        write_fused(job.product, scene, result.fused, dtype=job.dtype, overwrite=True)
-    report["timings"]["load"] = t_load
-    report["timings"]["write"] = time.perf_counter() - t1
-    report["output"] = job.product
+    result, _ = adapt_file(job.spec, job.product, model=job.model, weights=job.weights,
+                           config=cfg, sensor=job.sensor, max_value=job.max_value,
+                           interface=job.interface, compare=job.compare, device=job.device,
+                           dtype=job.dtype, overwrite=True, nr_metrics=True)
+    report = result.report
     report["batch"] = {**job.batch, "name": job.name, "scene": job.spec,
                        "threads": torch.get_num_threads()}
     report["timings"]["wall"] = time.perf_counter() - t0

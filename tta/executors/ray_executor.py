@@ -89,7 +89,10 @@ class RayExecutor:
                     _check_reachable(self.address)
                     ray.init(address=self.address, **quiet)
                 else:
-                    ray.init(num_cpus=self.workers * self.threads, include_dashboard=False,
+                    # "local": a new private instance even where `ray start` left a
+                    # cluster (running or stale) on this machine
+                    ray.init(address="local", num_cpus=self.workers * self.threads,
+                             include_dashboard=False,
                              object_store_memory=_OBJECT_STORE, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local Ray"
