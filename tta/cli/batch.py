@@ -113,7 +113,8 @@ def command(ctx: click.Context, sources: tuple[str, ...], output_dir: str,
                        seed=seed)
     counts = result.counts
     where = (result.executor or {}).get("executor", "none needed")
-    click.echo(f"{len(result.rows)} scenes: {counts['done']} done, {counts['skipped']} "
+    n = len(result.rows)
+    click.echo(f"{n} scene{'s' if n != 1 else ''}: {counts['done']} done, {counts['skipped']} "
                f"skipped, {counts['failed']} failed in {result.wall_s:.1f} s (executor "
                f"{where}); summary {result.summary_csv}, {result.summary_json}")
     if result.failed:
