@@ -61,6 +61,19 @@ def main() -> None:
                                                    pan=s.pan[:n, :n], gt=None, nodata=None))
             lines.append(f"{d / name}.h5,{model}\n")
         (d / "list.csv").write_text("scene,model\n" + "".join(lines))
+        import logging
+
+        import ray
+
+        t0 = time.perf_counter()  # what the ray executor adds before the first scene
+        ray.init(address="local", num_cpus=args.workers, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.ERROR,
+                 object_store_memory=128 * 1024**2)
+        t1 = time.perf_counter()
+        ray.shutdown()
+        ray_start = {"init_s": round(t1 - t0, 2),
+                     "shutdown_s": round(time.perf_counter() - t1, 2)}
+        print("ray", ray_start, flush=True)
         runs = {}
         for executor in ("local", "ray"):
             load = os.getloadavg()[0]
@@ -83,7 +96,8 @@ def main() -> None:
             "device": f"{cpu}, {os.cpu_count()} cores shared with other jobs",
             "torch": torch.__version__,
             "threads_per_scene": 1, "crop": args.crop, "steps": args.steps,
-            "scenes": [s[0] for s in SCENES], "runs": runs, "identical_products": same}
+            "scenes": [s[0] for s in SCENES], "runs": runs, "ray_start": ray_start,
+            "identical_products": same}
     md = [f"# tta batch: {len(SCENES)} scenes ({args.crop} px PAN crops, --steps "
           f"{args.steps}), in-process vs local Ray", "",
           f"{meta['date']}, {meta['device']}, torch {meta['torch']}, 1 thread per scene.", "",
@@ -91,7 +105,8 @@ def main() -> None:
           f"| local | 1 | {runs['local']['wall_s']} | {runs['local']['load_1min_before']:.1f} |",
           f"| ray | {args.workers} | {runs['ray']['wall_s']} | "
           f"{runs['ray']['load_1min_before']:.1f} |", "",
-          f"Identical products: {same}.", "",
+          f"Identical products: {same}. A local Ray alone: `ray.init` {ray_start['init_s']} s,"
+          f" `ray.shutdown` {ray_start['shutdown_s']} s.", "",
           "Command: `python benchmarks/bench_batch.py` (defaults)."]
     write_results(result_folder(torch.device("cpu")), "batch", meta, md)
 
