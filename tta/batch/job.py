@@ -25,7 +25,7 @@ class SceneJob:
         spec: Scene spec.
         product: Product path (``.h5`` or ``.tif``).
         report: Report path (JSON).
-        model: ``--model`` of ``tta adapt``; ``weights``, ``sensor``, ``max_value``,
+        model: ``--model`` of ``tta adapt``; ``weights``, ``sensor``, ``bands``, ``max_value``,
             ``config_path``, ``interface``, ``compare``, ``dtype``, ``device`` likewise.
         overrides: AdaptConfig fields given for this scene or the batch.
         batch: Provenance stored in the report under ``"batch"`` (input digest, options
@@ -39,6 +39,7 @@ class SceneJob:
     model: str
     weights: str | None = None
     sensor: str | None = None
+    bands: str | None = None
     max_value: float | None = None
     config_path: str | None = None
     interface: str | None = None
@@ -95,8 +96,9 @@ def _run(job: SceneJob, t0: float) -> dict[str, Any]:
     check_adapt_config(cfg)
     inputs = [str(p) for p in (*parse_spec(job.spec).files,
                                *model_files(job.model, job.weights))]
-    result, _ = adapt_file(job.spec, job.product, model=job.model, weights=job.weights,
-                           config=cfg, sensor=job.sensor, max_value=job.max_value,
+    result, _plan = adapt_file(job.spec, job.product, model=job.model, weights=job.weights,
+                           config=cfg, sensor=job.sensor, bands=job.bands,
+                           max_value=job.max_value,
                            interface=job.interface, compare=job.compare, device=job.device,
                            dtype=job.dtype, overwrite=True, nr_metrics=True)
     report = result.report

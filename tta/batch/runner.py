@@ -107,6 +107,7 @@ def run_batch(
     model: str | None = None,
     weights: str | None = None,
     sensor: str | None = None,
+    bands: str | None = None,
     max_value: float | None = None,
     config_path: str | None = None,
     interface: str | None = None,
@@ -130,7 +131,7 @@ def run_batch(
             specs (:mod:`tta.io.scene_list`); manifest entries may set per-scene options.
         output_dir: Folder of the products (``NAME_fused.h5|.tif``), reports
             (``NAME_report.json``) and ``summary.csv``/``summary.json``; created if needed.
-        model, weights, sensor, max_value, config_path, interface, compare, dtype, device:
+        model, weights, sensor, bands, max_value, config_path, interface, compare, dtype, device:
             As ``tta adapt`` (``--model`` ... ``--device``), for every scene unless its
             manifest entry says otherwise.
         fmt: Product format, ``h5`` or ``tif``.
@@ -171,7 +172,8 @@ def run_batch(
     entries = [e for e in collect_scenes(sources) if not _own_product(e.spec, out)]
     if not entries:
         raise InputError(f"no scenes to run: the sources list only products of {out}")
-    base = {"model": model, "weights": weights, "sensor": sensor, "max_value": max_value,
+    base = {"model": model, "weights": weights, "sensor": sensor, "bands": bands,
+            "max_value": max_value,
             "config": config_path, "interface": interface, **config}
     options = [_options(base, e.options) for e in entries]
     for e, opt in zip(entries, options, strict=True):
@@ -220,7 +222,8 @@ def run_batch(
         cfg_overrides = {k: opt[k] for k in _CONFIG_KEYS if opt.get(k) is not None}
         job = SceneJob(name=name, spec=e.spec, product=product, report=report,
                        model=opt["model"], weights=opt.get("weights"),
-                       sensor=opt.get("sensor"), max_value=opt.get("max_value"),
+                       sensor=opt.get("sensor"), bands=opt.get("bands"),
+                       max_value=opt.get("max_value"),
                        config_path=opt.get("config"), interface=opt.get("interface"),
                        compare=compare, dtype=dtype, device=device, overrides=cfg_overrides)
         t0 = time.perf_counter()
@@ -232,7 +235,8 @@ def run_batch(
             files = _spec_files(e.spec)
             recipe = {"model": opt["model"], "weights": opt.get("weights"),
                       "model_sha256": model_digests[(opt["model"], opt.get("weights"))][1],
-                      "sensor": opt.get("sensor"), "max_value": opt.get("max_value"),
+                      "sensor": opt.get("sensor"), "bands": opt.get("bands"),
+                      "max_value": opt.get("max_value"),
                       "config": sha256_files([opt["config"]]) if opt.get("config") else None,
                       "interface": opt.get("interface"), "compare": compare, "format": fmt,
                       "dtype": dtype if fmt == "tif" else "float32", "adapt": cfg_overrides}

@@ -9,6 +9,7 @@ import click
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    bands_option,
     check_outputs,
     device_option,
     max_value_option,
@@ -70,6 +71,7 @@ def _fmt(v: float) -> str:
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
               show_default=True, help="GeoTIFF sample type (h5 is always float32).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -80,7 +82,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
             compile_mode: str | None, dtype: str,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
 
@@ -113,20 +115,21 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
 
-    result, _ = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
-                           sensor=sensor, max_value=max_value, interface=interface,
-                           compare=compare, device=device, dtype=dtype, overwrite=overwrite,
-                           progress=not quiet and sys.stderr.isatty())
+    result, plan = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
+                              sensor=sensor, bands=bands, max_value=max_value,
+                              interface=interface, compare=compare, device=device,
+                              dtype=dtype, overwrite=overwrite,
+                              progress=not quiet and sys.stderr.isatty())
     report = result.report
     if report["loss"].get("diverged"):
         click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
     if adapter_path:
-        from adapters import save_adapter
+        from tta.engine.reuse import save_adapted
 
-        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
-                     meta={"model": model_spec, "weights": weights, "target": target})
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
     if report_path:
         write_json(report_path, report, inputs=inputs, overwrite=overwrite)
 
@@ -137,6 +140,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
                f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
                f"patches ({cfg.sampler})")
+    if plan.split:
+        click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
     radiometry = report.get("radiometry") or {}

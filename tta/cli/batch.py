@@ -8,6 +8,7 @@ from tta.checks import MAX_LR
 from tta.cli.adapt import ADAPTER_CHOICES, SAMPLER_CHOICES
 from tta.cli.options import (
     FiniteFloat,
+    bands_option,
     device_option,
     max_value_option,
     overwrite_option,
@@ -72,6 +73,7 @@ def _line(row: dict, finished: int, total: int) -> str:
 @click.option("--gpus", type=FiniteFloat(min=0), default=None,
               help="GPUs per scene on Ray (default 1 where the cluster has GPUs, else 0).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -82,7 +84,7 @@ def command(ctx: click.Context, sources: tuple[str, ...], output_dir: str,
             lr: float | None, patch: int | None, seed: int | None, config_path: str | None,
             interface: str | None, compare: bool, fmt: str, dtype: str, executor: str,
             address: str | None, workers: int | None, threads: int, gpus: float | None,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to every scene of a list and fuse each, as `tta adapt` does.
 
@@ -105,6 +107,7 @@ def command(ctx: click.Context, sources: tuple[str, ...], output_dir: str,
             click.echo(_line(row, finished, total), err=row["status"] == "failed")
 
     result = run_batch(sources, output_dir, model=model_spec, weights=weights, sensor=sensor,
+                       bands=bands,
                        max_value=max_value, config_path=config_path, interface=interface,
                        compare=compare, fmt=fmt, dtype=dtype, device=device,
                        executor=executor, address=address, workers=workers, threads=threads,

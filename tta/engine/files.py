@@ -19,7 +19,8 @@ __all__ = ["adapt_file"]
 
 def adapt_file(target: str, output: str | Path, *, model: str, weights: str | None = None,
                config: AdaptConfig | None = None, sensor: Any = None,
-               max_value: float | None = None, interface: str | None = None,
+               bands: str | None = None, max_value: float | None = None,
+               interface: str | None = None,
                compare: bool = True, device: str = "auto", dtype: str = "uint16",
                overwrite: bool = False, progress: bool = False,
                nr_metrics: bool = False) -> tuple[AdaptResult, Any]:
@@ -32,12 +33,13 @@ def adapt_file(target: str, output: str | Path, *, model: str, weights: str | No
         config: Settings (checked against the scene before any work).
         nr_metrics: When the run does not ``compare``, still score the product with the
             full-resolution no-reference indexes (``report["metrics"]["adapted"]["fr"]``).
-        sensor, max_value, interface, compare, device, dtype, overwrite, progress: As
+        sensor, bands, max_value, interface, compare, device, dtype, overwrite, progress: As
             ``tta adapt``.
 
     Returns:
-        ``(result, scene)``; ``result.report`` has ``timings.load``, ``timings.write`` and
-        ``output`` added.
+        ``(result, plan)``: ``result.report`` has ``timings.load``, ``timings.write`` and
+        ``output`` added; ``plan`` is the network's band layout matched to the scene's
+        (:func:`tta.engine.bands.plan_bands`).
     """
     from tta.checks import check_adapt_scene
     from tta.engine.adapt import adapt_scene
@@ -47,9 +49,13 @@ def adapt_file(target: str, output: str | Path, *, model: str, weights: str | No
 
     cfg = config or AdaptConfig()
     t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value)
+    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
     check_adapt_scene(cfg, scene)
-    net = resolve_model(model, weights=weights, sensor=scene.sensor)
+    # the network's band layout is matched to the scene's by name (tta.engine.bands)
+    net = resolve_model(model, weights=weights)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(net, scene)
     t_load = time.perf_counter() - t0
     with guard_memory(scene, None if device == "auto" else device):
         result = adapt_scene(net, scene, config=cfg, device=device, interface=interface,
@@ -64,4 +70,4 @@ def adapt_file(target: str, output: str | Path, *, model: str, weights: str | No
     result.report["timings"]["load"] = t_load
     result.report["timings"]["write"] = time.perf_counter() - t1
     result.report["output"] = str(output)
-    return result, scene
+    return result, plan

@@ -32,7 +32,7 @@ __all__ = ["ENTRY_KEYS", "SceneEntry", "collect_scenes"]
 
 #: Per-scene keys of a manifest entry besides ``scene``, with their types.
 ENTRY_KEYS: dict[str, type] = {
-    "name": str, "sensor": str, "max_value": float, "model": str, "weights": str,
+    "name": str, "sensor": str, "bands": str, "max_value": float, "model": str, "weights": str,
     "config": str, "interface": str, "adapter": str, "sampler": str, "fraction": float,
     "steps": int, "lr": float, "patch": int, "seed": int,
 }
