@@ -204,7 +204,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     from adapters import create_adapter
     from tta.device import resolve_device
     from tta.engine.reduced import reduced_pairs, reduced_scene
-    from tta.engine.tiling import tiled_fuse
+    from tta.engine.tiling import fitted_tile, tiled_fuse
     from tta.losses import PhysicsLoss
     from tta.physics import coregistration_phases, interp23tap
     from tta.sampling import extract_scene_patches
@@ -284,8 +284,9 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         if compare:
             with clock.stage("direct_infer"):
                 d_overlap, d_margin = _blending(cfg, run_model, n_bands, ratio, dev)
+                d_tile = fitted_tile(*pan.shape[-2:], cfg.tile, d_overlap, ratio)
                 direct = tiled_fuse(run_model, ms[0], pan[0, 0], lms[0], ratio=ratio,
-                                    tile=cfg.tile, overlap=d_overlap, margin=d_margin,
+                                    tile=d_tile, overlap=d_overlap, margin=d_margin,
                                     batch_size=cfg.inference_batch, device=dev,
                                     progress=progress)
 
@@ -349,10 +350,11 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     chosen = run_direct if decision is not None and decision.choice == "direct" else run_adapted
     with clock.stage("infer"):
         overlap, margin = _blending(cfg, chosen, n_bands, ratio, dev)
+        tile = fitted_tile(*pan.shape[-2:], cfg.tile, overlap, ratio)
         if chosen is run_direct and direct is not None:
             fused = direct.copy()
         else:
-            fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
+            fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=tile,
                                overlap=overlap, margin=margin,
                                batch_size=cfg.inference_batch, device=dev, progress=progress)
     fused *= scale
@@ -365,6 +367,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
 
     report = _report(model, scene, cfg, dev, dec, adapter, sample_info, calib, curve,
                      parts_first, parts_last, clock.times, phase, (overlap, margin), harmony)
+    report["inference"]["tile"] = tile
     report["decision"] = decision.to_dict() if decision is not None else None
     report["bands"] = plan.to_dict(cfg.other_bands)
     report["model"].update(state_sha256=digest,
@@ -637,6 +640,7 @@ def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,
         "radiometry": harmony.to_dict(),
         "coregistration_phase": phase.tolist() if phase is not None else None,
         "loss": {"curve": curve, "first": first, "last": last},
-        "inference": {"tile": cfg.tile, "overlap": overlap[0], "margin": overlap[1]},
+        "inference": {"tile": cfg.tile, "max_tile": cfg.tile, "overlap": overlap[0],
+                      "margin": overlap[1]},
         "timings": timings,
     }

@@ -182,7 +182,7 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     from tta.engine.adapt import _blending, _to_tensor
     from tta.engine.bands import assemble, plan_bands
     from tta.engine.config import AdaptConfig
-    from tta.engine.tiling import tiled_fuse
+    from tta.engine.tiling import fitted_tile, tiled_fuse
     from tta.physics import interp23tap
 
     path = Path(adapter_path)
@@ -234,7 +234,8 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
 
     with torch.no_grad():
         overlap, margin = _blending(cfg, fn, n_bands, ratio, dev)
-        fused = tiled_fuse(fn, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
+        tile = fitted_tile(*pan.shape[-2:], cfg.tile, overlap, ratio)  # as tta adapt
+        fused = tiled_fuse(fn, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=tile,
                            overlap=overlap, margin=margin, batch_size=cfg.inference_batch,
                            device=dev, progress=progress)
     fused *= divisor / gain
