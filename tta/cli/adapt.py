@@ -97,14 +97,12 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
         tta adapt --model fusionnet --weights wv3/fusionnet.pth --target wv2.h5 -o out.h5
     """
-    import time
-
-    from tta.checks import check_adapt_config, check_adapt_scene
-    from tta.engine import AdaptConfig, adapt_scene
+    from tta.checks import check_adapt_config
+    from tta.engine import AdaptConfig
+    from tta.engine.files import adapt_file
     from tta.errors import InputError
-    from tta.io import parse_spec, read_scene, write_fused
-    from tta.memory import guard_memory
-    from tta.models import model_files, resolve_model
+    from tta.io import parse_spec
+    from tta.models import model_files
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
@@ -135,26 +133,13 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                         overwrite=overwrite, report_path=report_path,
                         adapter_path=adapter_path)
         return
-    dtype = dtype or "uint16"
-    t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
-    check_adapt_scene(cfg, scene)
-    # the network's band layout is matched to the scene's by name (tta.engine.bands)
-    model = resolve_model(model_spec, weights=weights)
-    from tta.engine.bands import plan_bands
-
-    plan = plan_bands(model, scene)
-    t_load = time.perf_counter() - t0
-    with guard_memory(scene, None if device == "auto" else device):
-        result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
-                             compare=compare, progress=not quiet and sys.stderr.isatty())
-        t1 = time.perf_counter()
-        write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
-    report = result.report
-    report["timings"]["load"] = t_load
-    report["timings"]["write"] = time.perf_counter() - t1
-    _finish(report, result, cfg, out, model_spec, weights, target, inputs, report_path,
-            adapter_path, overwrite, plan)
+    result, plan = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
+                              sensor=sensor, bands=bands, max_value=max_value,
+                              interface=interface, compare=compare, device=device,
+                              dtype=dtype or "uint16", overwrite=overwrite,
+                              progress=not quiet and sys.stderr.isatty())
+    _finish(result.report, result, cfg, out, model_spec, weights, target, inputs,
+            report_path, adapter_path, overwrite, plan)
 
 
 def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str, out: str,
@@ -187,7 +172,7 @@ def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str |
         click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report["output"] = out
+    report.setdefault("output", out)
     if adapter_path:
         from tta.engine.reuse import save_adapted
 
