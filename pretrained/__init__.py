@@ -6,7 +6,8 @@ following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``
 ``msdcnn``; and the architectures we train ourselves (``tta train``): ``lagconv``,
 ``diffusion_teacher``, ``diffusion_student`` and ``fose``. :func:`load` reads a checkpoint from a
 path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
-:mod:`pretrained.zoo`)::
+:mod:`pretrained.zoo`); :func:`load_model` takes any ``--model`` form (:mod:`pretrained.spec`,
+the one grammar; :mod:`pretrained.checkpoint`, the one reader)::
 
     import pretrained
     pretrained.list_models()          # ['dicnn', 'diffusion_student', ..., 'pnn']
@@ -39,6 +40,7 @@ from pretrained.msdcnn import MSDCNN  # noqa: E402  isort: skip
 from pretrained.pannet import PanNet  # noqa: E402  isort: skip
 from pretrained.pnn import PNN  # noqa: E402  isort: skip
 from pretrained.zoo import list_zoo, load_zoo  # noqa: E402  isort: skip
+from pretrained.spec import ModelSpec, load_model, parse_model_spec  # noqa: E402  isort: skip
 
 __all__ = [
     "MSDCNN",
@@ -48,6 +50,7 @@ __all__ = [
     "Fose",
     "FusionNet",
     "LAGConvNet",
+    "ModelSpec",
     "OneStepStudent",
     "PanNet",
     "PansharpeningNet",
@@ -59,9 +62,11 @@ __all__ = [
     "list_weights",
     "list_zoo",
     "load",
+    "load_model",
     "load_state_dict",
     "load_zoo",
     "model_class",
+    "parse_model_spec",
     "register_model",
     "register_weights",
 ]

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from adapters import ADAPTERS
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    RegistryChoice,
     check_outputs,
     device_option,
     max_value_option,
@@ -16,15 +18,13 @@ from tta.cli.options import (
     seed_type,
     sensor_option,
 )
+from tta.engine.config import COMPILE_MODES
+from tta.sampling import SAMPLERS
 
-ADAPTER_CHOICES = ["ft", "cat", "swift", "full", "mapper", "none"]
-SAMPLER_CHOICES = ["swift", "fps", "kmeans", "random"]
 
-
-def _default_output(target: str, model: str, adapter: str) -> str:
+def _default_output(target: str, model_tag: str, adapter: str) -> str:
     stem = Path(target.split("+")[0].split("#")[0]).stem
-    tag = Path(model).stem if model.endswith((".pth", ".pt")) else model.replace(":", "-")
-    return f"{stem}_{tag}_{adapter}.h5"
+    return f"{stem}_{model_tag}_{adapter}.h5"
 
 
 def _fmt(v: float) -> str:
@@ -40,9 +40,9 @@ def _fmt(v: float) -> str:
               help="Scene to adapt to and fuse (see `tta --help` for scene forms).")
 @click.option("-o", "--output", default=None, metavar="OUT",
               help="Fused product (.h5 or .tif); default SCENE_MODEL_ADAPTER.h5 here.")
-@click.option("--adapter", "-a", type=click.Choice(ADAPTER_CHOICES), default=None,
+@click.option("--adapter", "-a", type=RegistryChoice(ADAPTERS), default=None,
               help="What adapts (default ft).")
-@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default=None,
+@click.option("--sampler", type=RegistryChoice(SAMPLERS), default=None,
               help="Patch selection (default swift).")
 @click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of patches to train on (default 0.03).")
@@ -64,7 +64,7 @@ def _fmt(v: float) -> str:
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fuse by direct transfer and score both (FR; RR when gt exists).")
 @click.option("--compile", "compile_mode", default=None,
-              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              type=click.Choice([m for m in COMPILE_MODES if m is not None]),
               help="torch.compile the training step (reduce-overhead = CUDA graphs; pays off "
                    "on a GPU). Off by default.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
@@ -91,22 +91,20 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     """
     import time
 
-    from tta.checks import check_adapt_config, check_adapt_scene
+    from pretrained.spec import load_model, parse_model_spec
+    from tta.checks import check_adapt_scene
     from tta.engine import AdaptConfig, adapt_scene
-    from tta.errors import InputError
-    from tta.io import parse_spec, read_scene, write_fused
+    from tta.io import parse_spec, read_scene, write_fused, writer_for
     from tta.io.product import write_json
     from tta.memory import guard_memory
-    from tta.models import model_files, resolve_model
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
                       patch=patch, seed=seed, compile=compile_mode)
-    check_adapt_config(cfg)
-    out = output or _default_output(target, model_spec, cfg.adapter)
-    if not out.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
-        raise InputError(f"{out}: output must end in .h5 or .tif")
-    inputs = [*parse_spec(target).files, *model_files(model_spec, weights)]
+    spec = parse_model_spec(model_spec, weights)
+    out = output or _default_output(target, spec.tag, cfg.adapter)
+    writer_for(out)  # a known format, before any work
+    inputs = [*parse_spec(target).files, *spec.files()]
     if config_path:
         inputs.append(config_path)
     check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
@@ -115,7 +113,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     t0 = time.perf_counter()
     scene = read_scene(target, sensor=sensor, max_value=max_value)
     check_adapt_scene(cfg, scene)
-    model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
+    model = load_model(spec, sensor=scene.sensor)
     t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys

@@ -36,12 +36,10 @@ def command(scene: str, method: str, output: str, dtype: str, sensor: str | None
 
     from tta.classical import fuse_scene
     from tta.device import resolve_device
-    from tta.errors import InputError
-    from tta.io import parse_spec, read_scene, write_fused
+    from tta.io import parse_spec, read_scene, write_fused, writer_for
     from tta.memory import guard_memory
 
-    if not output.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
-        raise InputError(f"{output}: output must end in .h5 or .tif")
+    writer_for(output)  # a known format, before any work
     check_outputs({"-o": output}, parse_spec(scene).files, overwrite=overwrite)
     dev = resolve_device(device)
     s = read_scene(scene, sensor=sensor, max_value=max_value)

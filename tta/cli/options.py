@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from tta.checks import MAX_SEED
+from tta.registry import Registry
 
 
 class FiniteFloat(click.FloatRange):
@@ -21,6 +22,23 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class RegistryChoice(click.Choice):
+    """A :class:`click.Choice` of a :class:`tta.registry.Registry`'s names at the time of use,
+    so entries registered after the CLI was imported are offered too."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        super().__init__(registry.names())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.registry.names()
+
+    @choices.setter
+    def choices(self, _value: object) -> None:  # click's __init__ assigns; the registry rules
+        pass
 
 
 seed_type = click.IntRange(0, MAX_SEED)

@@ -6,11 +6,10 @@
 """
 
 from tta.engine.adapt import AdaptResult, adapt, adapt_scene, model_max_value, receptive_radius
-from tta.engine.config import DEFAULT_LR, AdaptConfig
+from tta.engine.config import AdaptConfig
 from tta.engine.tiling import blend_window, tile_corners, tiled_fuse
 
 __all__ = [
-    "DEFAULT_LR",
     "AdaptConfig",
     "AdaptResult",
     "adapt",

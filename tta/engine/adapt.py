@@ -163,12 +163,7 @@ def _select(scene: Any, lms_scale: tuple[Tensor, Tensor, Tensor], cfg: AdaptConf
     ms, pan, lms = lms_scale
     ratio = scene.ratio
     big_h, big_w = pan.shape[-2:]
-    patch = cfg.patch
-    if patch % ratio:
-        raise InputError(f"patch {patch} must be a multiple of the ratio {ratio}")
-    if patch > min(big_h, big_w):
-        raise InputError(f"patch {patch} is larger than the scene ({big_h}x{big_w}); pass a "
-                         "smaller --patch")
+    patch = cfg.patch  # a multiple of the ratio inside the scene (check_adapt_scene)
     corners = patch_grid(big_h, big_w, patch, ratio=ratio)
     n_all = int(corners.shape[0])
     if scene.nodata is not None and scene.nodata.any():
@@ -302,7 +297,7 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         adapter.attach(dec)
 
         calib = None
-        if adapter.kind == "swift":
+        if adapter.calibrates:
             with clock.stage("calibrate"):
                 def probe_loss() -> Tensor:
                     out = dec.forward(ms_p, pan_p, lms_p)
