@@ -40,7 +40,8 @@ from pretrained.msdcnn import MSDCNN  # noqa: E402  isort: skip
 from pretrained.pannet import PanNet  # noqa: E402  isort: skip
 from pretrained.pnn import PNN  # noqa: E402  isort: skip
 from pretrained.zoo import list_zoo, load_zoo  # noqa: E402  isort: skip
-from pretrained.spec import ModelSpec, load_model, parse_model_spec  # noqa: E402  isort: skip
+from pretrained.spec import ModelSpec, parse_model_spec  # noqa: E402  isort: skip
+from pretrained.loader import load_model  # noqa: E402  isort: skip
 
 __all__ = [
     "MSDCNN",

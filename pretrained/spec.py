@@ -1,4 +1,4 @@
-"""The one grammar of ``--model`` / ``--weights`` and the one path from it to a loaded network.
+"""The one grammar of ``--model`` / ``--weights``, and where the zoo's files live.
 
 Forms (:func:`parse_model_spec`):
 
@@ -10,8 +10,9 @@ Forms (:func:`parse_model_spec`):
   a checkpoint file (a DLPan-Toolbox ``.pth``, or a ``.safetensors``);
 * ``ARCH`` or ``ARCH:SENSOR``: our shipped weights of that architecture (WV3 by default).
 
-:func:`load_model` loads any of them (eval mode, CPU) with the band check of
-:func:`pretrained.registry.check_bands`; :meth:`ModelSpec.files` names the files it reads.
+:func:`pretrained.loader.load_model` loads any of them; :meth:`ModelSpec.files` names the files
+it reads. Our shipped weights are ``WEIGHTS_DIR/<arch>_<sensor>.safetensors`` with the card
+``CARDS_DIR/<arch>_<sensor>.yaml`` (:func:`zoo_stem`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pretrained._base import PansharpeningNet
 from pretrained.checkpoint import CHECKPOINT_SUFFIXES
 from tta.errors import InputError, TtaError
 
-__all__ = ["ModelSpec", "load_model", "parse_model_spec"]
+__all__ = ["CARDS_DIR", "DEFAULT_SENSOR", "WEIGHTS_DIR", "ModelSpec", "parse_model_spec",
+           "sensor_name", "zoo_stem"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+CARDS_DIR = Path(__file__).resolve().parent / "cards"
+#: Sensor of ``ARCH`` without ``:SENSOR``.
+DEFAULT_SENSOR = "WV3"
+
+
+def sensor_name(sensor: Any) -> str:
+    """The canonical name of a sensor (preset, alias, YAML file or :class:`Sensor`)."""
+    from tta.sensors import Sensor, get_sensor
+
+    if isinstance(sensor, Sensor):
+        return sensor.name
+    return get_sensor(str(sensor)).name
+
+
+def zoo_stem(arch: str, sensor: Any) -> str:
+    """File stem ``<arch>_<sensor>`` (sensor lower case), e.g. ``fose_wv3``."""
+    return f"{arch}_{sensor_name(sensor).lower()}"
 
 
 @dataclass(frozen=True)
@@ -49,8 +69,6 @@ class ModelSpec:
     @property
     def zoo_sensor(self) -> str:
         """The sensor of a zoo spec (the tag, else the zoo's default)."""
-        from pretrained.zoo import DEFAULT_SENSOR
-
         return self.sensor or DEFAULT_SENSOR
 
     @property
@@ -65,8 +83,6 @@ class ModelSpec:
         checkpoint, or our shipped weights and card."""
         if self.kind != "zoo":
             return [self.path]
-        from pretrained.zoo import CARDS_DIR, WEIGHTS_DIR, zoo_stem
-
         try:
             stem = zoo_stem(self.arch, self.zoo_sensor)
         except TtaError:  # an unknown sensor fails in load_model, with its message
@@ -102,47 +118,3 @@ def parse_model_spec(spec: str | Path, weights: str | Path | None = None, *,
     if weights is not None:
         return ModelSpec("weights", text, arch=arch, path=Path(weights))
     return ModelSpec("zoo", text, arch=arch, sensor=tag or None)
-
-
-def _from_file(path: Path, arch: str | None, sensor: Any) -> PansharpeningNet:
-    """A checkpoint file, for ``arch`` or (None) the architecture it names or fits."""
-    import pretrained
-    from pretrained.checkpoint import read_checkpoint
-    from pretrained.registry import _guess_arch, check_bands
-    from pretrained.zoo import model_from_weights
-
-    if path.suffix.lower() == ".safetensors":
-        model = model_from_weights(read_checkpoint(path), arch=arch)
-        check_bands(model.n_bands, sensor, path)
-        return model
-    ck = read_checkpoint(path)
-    if arch is None:
-        arch = _guess_arch(ck.state_dict, exclude="")
-        if arch is None:
-            raise InputError(f"{path}: its keys fit no registered architecture "
-                             f"({', '.join(pretrained.list_models())}); pass --model ARCH "
-                             "--weights FILE")
-    return pretrained.load(arch, weights=ck, sensor=sensor)
-
-
-def load_model(spec: str | Path | ModelSpec, weights: str | Path | None = None,
-               sensor: Any = None) -> PansharpeningNet:
-    """Load the network ``spec`` names (see the module docstring), in eval mode on CPU.
-
-    Args:
-        spec: ``--model`` text or a parsed :class:`ModelSpec`.
-        weights: ``--weights`` file (with a text ``spec``).
-        sensor: Sensor of the scenes the model will fuse: its band count must match.
-
-    Raises:
-        InputError: Unknown architecture, unreadable or unrecognised checkpoint, band count
-            different from ``sensor``'s, or no shipped weights for the name.
-    """
-    from pretrained.zoo import load_zoo
-
-    parsed = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec, weights)
-    if parsed.kind == "zoo":
-        return load_zoo(parsed.arch, sensor=parsed.zoo_sensor)
-    if parsed.kind == "file" and not parsed.path.is_file():
-        raise InputError(f"{parsed.path}: checkpoint file not found")
-    return _from_file(parsed.path, parsed.arch, sensor)

@@ -41,6 +41,14 @@ from pretrained.registry import (
     check_bands,
     model_class,
 )
+from pretrained.spec import (
+    CARDS_DIR,
+    DEFAULT_SENSOR,
+    WEIGHTS_DIR,
+    parse_model_spec,
+    sensor_name,
+    zoo_stem,
+)
 from tta.checks import MAX_BANDS
 from tta.errors import InputError
 
@@ -59,23 +67,7 @@ __all__ = [
     "zoo_stem",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-CARDS_DIR = Path(__file__).resolve().parent / "cards"
-DEFAULT_SENSOR = "WV3"
 FORMAT = "tta-zoo/1"
-
-
-def _sensor_name(sensor: Any) -> str:
-    from tta.sensors import Sensor, get_sensor
-
-    if isinstance(sensor, Sensor):
-        return sensor.name
-    return get_sensor(str(sensor)).name
-
-
-def zoo_stem(arch: str, sensor: Any) -> str:
-    """File stem ``<arch>_<sensor>`` (sensor lower case), e.g. ``fose_wv3``."""
-    return f"{arch}_{_sensor_name(sensor).lower()}"
 
 
 # ----------------------------------------------------------------------------- files
@@ -228,10 +220,8 @@ def read_card(path: str | Path) -> ModelCard:
 
 # ----------------------------------------------------------------------------- zoo
 def _parse(name: str, sensor: Any) -> tuple[str, str]:
-    from pretrained.spec import parse_model_spec
-
     spec = parse_model_spec(name, zoo=True)
-    return spec.arch, _sensor_name(sensor if sensor is not None else spec.zoo_sensor)
+    return spec.arch, sensor_name(sensor if sensor is not None else spec.zoo_sensor)
 
 
 def _card_for(stem: str, weights_dir: Path, cards_dir: Path) -> Path | None:

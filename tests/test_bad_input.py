@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
+from _inputs import write_scene_h5
 from click.testing import CliRunner
 
 from tta.cli import cli
@@ -17,13 +16,7 @@ from tta.cli import cli
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     """A small seeded QuickBird-like scene (4 bands, ratio 4, PAN 64x64)."""
-    path = tmp_path_factory.mktemp("bad") / "qb.h5"
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f["ms"] = rng.uniform(1, 2047, (1, 4, 16, 16)).astype("f4")
-        f["pan"] = rng.uniform(1, 2047, (1, 1, 64, 64)).astype("f4")
-        f.attrs["sensor"] = "QB"
-    return path
+    return write_scene_h5(tmp_path_factory.mktemp("bad") / "qb.h5")
 
 
 # (command line after `tta`, text the one line must hold); {scene} and {tmp} are filled in.

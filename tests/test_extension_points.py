@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from _inputs import write_scene_h5
 from click.testing import CliRunner
 from torch import Tensor, nn
 
@@ -79,13 +79,7 @@ def registered():
 
 @pytest.fixture
 def scene(tmp_path) -> Path:
-    path = tmp_path / "qb.h5"
-    rng = np.random.default_rng(1)
-    with h5py.File(path, "w") as f:
-        f["ms"] = rng.uniform(100, 900, (1, 4, 16, 16)).astype("f4")
-        f["pan"] = rng.uniform(100, 900, (1, 1, 64, 64)).astype("f4")
-        f.attrs["sensor"] = "QB"
-    return path
+    return write_scene_h5(tmp_path / "qb.h5", low=100, high=900, seed=1)
 
 
 def test_new_entries_run_through_tta_adapt(registered, scene, tmp_path):

@@ -16,17 +16,19 @@ Built on them:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from tta.errors import InputError
 
-__all__ = ["MAX_BANDS", "MAX_LR", "MAX_SEED", "check_adapt_scene", "check_adapter_options",
-           "check_bchw", "check_bool", "check_choice", "check_finite_product", "check_gains",
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["MAX_BANDS", "MAX_LR", "MAX_SEED", "check_adapt_scene", "check_bchw",
+           "check_bool", "check_choice", "check_finite_product", "check_gains",
            "check_int", "check_multiple", "check_ratio", "check_real", "check_seed"]
 
 #: Largest band count a model may be built for (multispectral sensors have up to 16).
@@ -37,7 +39,11 @@ MAX_SEED = 2**32 - 1
 #: weight the adapters train lives in [-1, 1].
 MAX_LR = 1.0
 
-Gains = Sequence[float] | Tensor | float
+def _tensor_type() -> type | None:
+    """``torch.Tensor`` once torch is imported, else None (nothing can be a tensor yet; the
+    checks never import torch themselves, so the CLI starts fast)."""
+    torch = sys.modules.get("torch")
+    return torch.Tensor if torch is not None else None
 
 
 def _as_int(value: Any) -> int | None:
@@ -47,8 +53,9 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int | np.integer):
         return int(value)
-    if isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point() \
-            and value.dtype != torch.bool:
+    tensor = _tensor_type()
+    if tensor is not None and isinstance(value, tensor) and value.ndim == 0 \
+            and not value.is_floating_point() and str(value.dtype) != "torch.bool":
         return int(value)
     return None
 
@@ -130,14 +137,15 @@ def check_multiple(value: Any, ratio: int, name: str) -> int:
     return v
 
 
-def check_gains(gnyq: Gains, n: int | None = None) -> tuple[float, ...]:
+def check_gains(gnyq: Sequence[float] | Tensor | float, n: int | None = None) -> tuple[float, ...]:
     """MTF Nyquist gains as a tuple of Python floats (length ``n`` when given; a scalar is
     repeated), each in (0, 1). Gains are settings, never part of an autograd graph.
 
     Raises:
         InputError: No gain, a count other than ``n``, or a gain outside (0, 1).
     """
-    if isinstance(gnyq, Tensor):
+    tensor = _tensor_type()
+    if tensor is not None and isinstance(gnyq, tensor):
         values = [float(v) for v in gnyq.detach().reshape(-1).cpu().tolist()]
     else:
         try:
@@ -162,7 +170,8 @@ def check_bchw(x: Any, name: str = "x") -> Tensor:
     Raises:
         InputError: Not a tensor, not 4-D or not floating point.
     """
-    if not isinstance(x, Tensor):
+    tensor = _tensor_type()
+    if tensor is None or not isinstance(x, tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
         raise InputError(f"{name} must be (B, C, H, W), got shape {tuple(x.shape)}")
@@ -178,19 +187,6 @@ def check_seed(seed: Any, name: str = "seed") -> int:
         InputError: Not an integer or out of range.
     """
     return check_int(seed, name, 0, MAX_SEED)
-
-
-def check_adapter_options(kind: str, options: Any) -> None:
-    """The keyword options of adapter ``kind``: a mapping the adapter accepts.
-
-    Raises:
-        InputError: Not a mapping, an unknown option or a value out of range.
-    """
-    from adapters import create_adapter
-
-    if not isinstance(options, dict):
-        raise InputError(f"adapter_options must be a mapping, got {options!r}")
-    create_adapter(kind, **options)  # unknown options and the adapter's own checks
 
 
 def check_adapt_scene(cfg: Any, scene: Any) -> None:

@@ -14,14 +14,14 @@ __all__ = ["model_files", "resolve_model"]
 
 
 def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = None) -> nn.Module:
-    """Load the network named by ``spec`` (:func:`pretrained.spec.load_model`), in eval mode
+    """Load the network named by ``spec`` (:func:`pretrained.loader.load_model`), in eval mode
     on CPU.
 
     Raises:
         InputError: Unknown architecture, unreadable or unrecognised checkpoint, band count
             different from ``sensor``'s, or no shipped weights for the name.
     """
-    from pretrained.spec import load_model
+    from pretrained.loader import load_model
 
     return load_model(spec, weights, sensor=sensor)
 

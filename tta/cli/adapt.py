@@ -6,20 +6,18 @@ from pathlib import Path
 
 import click
 
-from adapters import ADAPTERS
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
     RegistryChoice,
     check_outputs,
     device_option,
+    dtype_option,
     max_value_option,
     overwrite_option,
     seed_type,
     sensor_option,
 )
-from tta.engine.config import COMPILE_MODES
-from tta.sampling import SAMPLERS
 
 
 def _default_output(target: str, model_tag: str, adapter: str) -> str:
@@ -40,9 +38,9 @@ def _fmt(v: float) -> str:
               help="Scene to adapt to and fuse (see `tta --help` for scene forms).")
 @click.option("-o", "--output", default=None, metavar="OUT",
               help="Fused product (.h5 or .tif); default SCENE_MODEL_ADAPTER.h5 here.")
-@click.option("--adapter", "-a", type=RegistryChoice(ADAPTERS), default=None,
+@click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
               help="What adapts (default ft).")
-@click.option("--sampler", type=RegistryChoice(SAMPLERS), default=None,
+@click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
               help="Patch selection (default swift).")
 @click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of patches to train on (default 0.03).")
@@ -64,11 +62,10 @@ def _fmt(v: float) -> str:
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fuse by direct transfer and score both (FR; RR when gt exists).")
 @click.option("--compile", "compile_mode", default=None,
-              type=click.Choice([m for m in COMPILE_MODES if m is not None]),
+              type=RegistryChoice("tta.engine.config:COMPILE_MODES"),
               help="torch.compile the training step (reduce-overhead = CUDA graphs; pays off "
                    "on a GPU). Off by default.")
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
-              show_default=True, help="GeoTIFF sample type (h5 is always float32).")
+@dtype_option
 @sensor_option
 @max_value_option
 @device_option
@@ -91,7 +88,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     """
     import time
 
-    from pretrained.spec import load_model, parse_model_spec
+    from pretrained.loader import load_model
+    from pretrained.spec import parse_model_spec
     from tta.checks import check_adapt_scene
     from tta.engine import AdaptConfig, adapt_scene
     from tta.io import parse_spec, read_scene, write_fused, writer_for
@@ -124,39 +122,39 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
         t1 = time.perf_counter()
         write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
     report = result.report
-    if report["loss"].get("diverged"):
-        click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
+    if report.loss.diverged:
+        click.echo(f"warning: the adaptation diverged at step {report.loss.diverged_at_step}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report["timings"]["load"] = t_load
-    report["timings"]["write"] = time.perf_counter() - t1
-    report["output"] = out
+    report.timings["load"] = t_load
+    report.timings["write"] = time.perf_counter() - t1
+    report.output = out
     if adapter_path:
         from adapters import save_adapter
 
         save_adapter(result.adapter, adapter_path, overwrite=overwrite,
                      meta={"model": model_spec, "weights": weights, "target": target})
     if report_path:
-        write_json(report_path, report, inputs=inputs, overwrite=overwrite)
+        write_json(report_path, report.to_json(), inputs=inputs, overwrite=overwrite)
 
-    tm = report["timings"]
-    dec = report["decomposition"]
-    click.echo(f"model {report['model']['arch']} | interface {dec['mapper']} "
+    tm = report.timings
+    dec = report.decomposition
+    click.echo(f"model {report.model.arch} | interface {dec['mapper']} "
                f"{tuple(dec['interface_shape'][1:2])}ch, tail {dec['tail']} | adapter "
-               f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
-               f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
+               f"{cfg.adapter} ({report.adapter.trainable} trainable) | "
+               f"{report.sampling['selected']}/{report.sampling['patches_valid']} "
                f"patches ({cfg.sampler})")
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
-               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
-    radiometry = report.get("radiometry") or {}
+               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report.device}")
+    radiometry = report.radiometry or {}
     if radiometry.get("applied"):
         click.echo(f"radiometry: inputs x{radiometry['gain']:.3g} (scene PAN level "
                    f"{radiometry['scene_level']:.3f}, network's {radiometry['source_level']:.3f};"
                    f" self-check Q2n {radiometry['self_check']})")
-    decision = report.get("decision")
+    decision = report.decision
     if decision:
         click.echo(f"decision: {decision['choice']} - {decision['reason']}")
-    metrics = report.get("metrics")
+    metrics = report.metrics
     if metrics:
         from tta.evaluation import BETTER
 

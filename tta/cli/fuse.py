@@ -7,6 +7,7 @@ import click
 from tta.cli.options import (
     check_outputs,
     device_option,
+    dtype_option,
     max_value_option,
     output_option,
     overwrite_option,
@@ -19,8 +20,7 @@ from tta.cli.options import (
 @click.option("--method", "-m", required=True, metavar="NAME",
               help="Classical method: exp, bt-h, gsa, bdsd-pc, mtf-glp-fs, mtf-glp-hpm, awlp.")
 @output_option
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
-              show_default=True, help="GeoTIFF sample type (h5 is always float32).")
+@dtype_option
 @sensor_option
 @max_value_option
 @device_option

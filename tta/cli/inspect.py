@@ -22,7 +22,8 @@ def command(model_spec: str, weights: str | None, bands: int | None, interface: 
     import json
 
     import pretrained
-    from pretrained.spec import load_model, parse_model_spec
+    from pretrained.loader import load_model
+    from pretrained.spec import parse_model_spec
     from tta.decomposition import decompose
     from tta.errors import InputError
 

@@ -26,15 +26,25 @@ class FiniteFloat(click.FloatRange):
 
 class RegistryChoice(click.Choice):
     """A :class:`click.Choice` of a :class:`tta.registry.Registry`'s names at the time of use,
-    so entries registered after the CLI was imported are offered too."""
+    so entries registered after the CLI was imported are offered too.
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        super().__init__(registry.names())
+    Args:
+        where: ``"module:NAME"`` of the registry (or of a tuple of names), imported on first
+            use so that ``tta --help`` does not load torch.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(())
 
     @property
     def choices(self) -> tuple[str, ...]:
-        return self.registry.names()
+        import importlib
+
+        module, _, name = self.where.partition(":")
+        entries = getattr(importlib.import_module(module), name)
+        names = entries.names() if isinstance(entries, Registry) else entries
+        return tuple(n for n in names if n is not None)
 
     @choices.setter
     def choices(self, _value: object) -> None:  # click's __init__ assigns; the registry rules
@@ -63,6 +73,9 @@ output_option = click.option(
     metavar="OUT",
     help="Output file (written atomically; never an input file).",
 )
+dtype_option = click.option(
+    "--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True,
+    help="GeoTIFF sample type of a fused product (h5 is always float32).")
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace OUT if it exists (inputs are never replaced)."
 )

@@ -97,10 +97,9 @@ class AdaptConfig:
         Raises:
             InputError: One line naming the setting and the accepted values.
         """
-        from adapters import ADAPTERS
+        from adapters import ADAPTERS, create_adapter
         from tta.checks import (
             MAX_LR,
-            check_adapter_options,
             check_bool,
             check_choice,
             check_int,
@@ -152,7 +151,9 @@ class AdaptConfig:
         check_real(self.max_nodata, "max_nodata", 0.0, 1.0, high_open=True)
         check_real(self.rr_weight, "rr_weight", 0.0)
         check_real(self.decision_tolerance, "decision_tolerance", 0.0, 1.0, high_open=True)
-        check_adapter_options(self.adapter, self.adapter_options)
+        if not isinstance(self.adapter_options, dict):
+            raise InputError(f"adapter_options must be a mapping, got {self.adapter_options!r}")
+        create_adapter(self.adapter, **self.adapter_options)  # the adapter checks its options
         if ratio is not None:
             check_multiple(self.tile, ratio, "tile")
             check_multiple(self.patch, ratio, "patch")
