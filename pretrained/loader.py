@@ -5,6 +5,10 @@
 for a named or recognised architecture (:func:`pretrained.load`); each file is read once
 (:func:`pretrained.checkpoint.read_checkpoint`) and the band count is checked against the
 sensor in one place (:func:`pretrained.registry.check_bands`).
+
+A PyTorch checkpoint the registry does not know (no weights record) that sits in a folder named
+after a sensor with its band count (DLPan-Toolbox's ``.../wv3/fusionnet.pth``) gets that
+sensor's band layout as ``model.band_layout`` (:mod:`tta.engine.bands`).
 """
 
 from __future__ import annotations
@@ -56,4 +60,23 @@ def load_model(spec: str | Path | ModelSpec, weights: str | Path | None = None,
         return load_zoo(parsed.arch, sensor=parsed.zoo_sensor)
     if parsed.kind == "file" and not parsed.path.is_file():
         raise InputError(f"{parsed.path}: checkpoint file not found")
-    return _from_file(parsed.path, parsed.arch, sensor)
+    model = _from_file(parsed.path, parsed.arch, sensor)
+    if getattr(model, "weights_record", None) is None and parsed.path.suffix in (
+            ".pth", ".pt", ".ckpt"):
+        _layout_from_folder(model, parsed.path)
+    return model
+
+
+def _layout_from_folder(model: PansharpeningNet, file: Path) -> None:
+    """``model.band_layout`` from a sensor-named parent folder (DLPan-Toolbox layout)."""
+    from tta.errors import SensorError
+    from tta.sensors import get_sensor
+
+    folder = file.resolve().parent.name
+    try:
+        found = get_sensor(folder) if folder else None
+    except SensorError:
+        return
+    if found is not None and found.n_bands == getattr(model, "n_bands", None):
+        model.band_layout = found.bands
+        model.band_layout_source = f"sensor folder {folder}/"

@@ -14,6 +14,8 @@ from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.decomposition import Decomposition, decompose
 from tta.engine import AdaptConfig, AdaptResult, adapt, adapt_scene, tiled_fuse
+from tta.engine.bands import plan_bands
+from tta.engine.reuse import fuse_with_adapter, save_adapted
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
 from tta.io import (
@@ -24,6 +26,7 @@ from tta.io import (
     write_geotiff,
     write_h5,
 )
+from tta.io.product import conform_product, read_product
 from tta.losses import PhysicsLoss
 from tta.models import resolve_model
 from tta.physics import (
@@ -52,6 +55,7 @@ __all__ = [
     "TtaError",
     "adapt",
     "adapt_scene",
+    "conform_product",
     "coregistration_phases",
     "create_adapter",
     "decimate",
@@ -59,6 +63,7 @@ __all__ = [
     "degrade_scene",
     "evaluate",
     "fuse_scene",
+    "fuse_with_adapter",
     "get_sensor",
     "interp23tap",
     "load_matrix",
@@ -71,9 +76,12 @@ __all__ = [
     "mtf_kernels",
     "pan_downsample",
     "pansharpen",
+    "plan_bands",
+    "read_product",
     "read_scene",
     "resolve_model",
     "run_bench",
+    "save_adapted",
     "save_adapter",
     "select_patches",
     "tiled_fuse",

@@ -10,6 +10,7 @@ from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
     RegistryChoice,
+    bands_option,
     check_outputs,
     device_option,
     dtype_option,
@@ -67,6 +68,7 @@ def _fmt(v: float) -> str:
                    "on a GPU). Off by default.")
 @dtype_option
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -77,7 +79,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
             compile_mode: str | None, dtype: str,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
 
@@ -109,9 +111,13 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                   inputs, overwrite=overwrite)
 
     t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value)
+    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
     check_adapt_scene(cfg, scene)
-    model = load_model(spec, sensor=scene.sensor)
+    # the network's band layout is matched to the scene's by name (tta.engine.bands)
+    model = load_model(spec)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(model, scene)
     t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
@@ -130,10 +136,10 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     report.timings["write"] = time.perf_counter() - t1
     report.output = out
     if adapter_path:
-        from adapters import save_adapter
+        from tta.engine.reuse import save_adapted
 
-        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
-                     meta={"model": model_spec, "weights": weights, "target": target})
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
     if report_path:
         write_json(report_path, report.to_json(), inputs=inputs, overwrite=overwrite)
 
@@ -144,6 +150,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                f"{cfg.adapter} ({report.adapter.trainable} trainable) | "
                f"{report.sampling['selected']}/{report.sampling['patches_valid']} "
                f"patches ({cfg.sampler})")
+    if plan.split:
+        click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report.device}")
     radiometry = report.radiometry or {}

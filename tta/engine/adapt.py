@@ -54,6 +54,7 @@ from tta.engine.tiling import blend_geometry, receptive_radius
 from tta.errors import InputError
 
 if TYPE_CHECKING:
+    from tta.engine.bands import BandPlan
     from tta.engine.decision import Decision
     from tta.engine.radiometry import Harmonisation
     from tta.engine.reduced import ReducedPairs
@@ -338,6 +339,12 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
 
     cfg = (config or AdaptConfig()).replace(**overrides)
     check_adapt_scene(cfg, scene)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(model, scene)
+    if plan.split:
+        return _adapt_split(model, scene, plan, cfg, device=device, interface=interface,
+                            compare=compare, progress=progress, forward_fn=forward_fn)
     dev = resolve_device(device)
     clock = _Clock(dev)
     ratio, n_bands = int(scene.ratio), scene.n_bands
@@ -352,6 +359,9 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     harmony = level_gain(scene.pan, model_max_value(model, scene.max_value),
                          source_level=getattr(getattr(model, "weights_record", None),
                                               "pan_level", None), nodata=scene.nodata)
+    from tta.engine.reuse import state_digest
+
+    digest = state_digest(model)
     # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
     # reachable as result.adapter.decomposition.model).
     model = copy.deepcopy(model).to(dev).eval()
@@ -420,6 +430,9 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
 
     report = _report(model, scene, cfg, dev, dec, adapter, calibration, patches, loss, inputs,
                      InferenceInfo(cfg.tile, *overlap), clock.timings(), decision)
+    report.bands = plan.to_dict(cfg.other_bands)
+    report.model.state_sha256 = digest
+    report.model.weights_sha256 = getattr(getattr(model, "weights_record", None), "sha256", None)
     if compare:
         from tta.evaluation import evaluate
 
@@ -431,6 +444,42 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
         report.timings["evaluate"] = clock.times["evaluate"]
     return AdaptResult(fused=fused, report=report, adapter=adapter, decomposition=dec,
                        direct=direct)
+
+
+def _adapt_split(model: nn.Module, scene: SceneLike, plan: BandPlan, cfg: AdaptConfig, *,
+                 compare: bool, **kw: Any) -> AdaptResult:
+    """:func:`adapt_scene` on the network's bands (:mod:`tta.engine.bands`), the others fused
+    by ``cfg.other_bands``; products, report and metrics are of the whole scene, in its band
+    order."""
+    from tta.classical import fuse_scene
+    from tta.device import resolve_device
+    from tta.engine.bands import assemble
+
+    res = adapt_scene(model, plan.part(scene, plan.net_index), config=cfg, compare=compare,
+                      **kw)
+    t0 = time.perf_counter()
+    other = None
+    if plan.other_index:
+        other = fuse_scene(plan.part(scene, plan.other_index), cfg.other_bands,
+                           device=resolve_device(kw.get("device", "auto")))
+    t_other = time.perf_counter() - t0
+    fused = assemble(plan, scene.shape, res.fused, other)
+    direct = None if res.direct is None else assemble(plan, scene.shape, res.direct, other)
+    report = res.report
+    report.scene = SceneInfo(scene.source, scene.sensor.name, list(scene.shape), scene.ratio,
+                             scene.max_value)
+    report.bands = plan.to_dict(cfg.other_bands)
+    report.timings["other_bands"] = t_other
+    report.timings["adapt_and_infer"] += t_other
+    if compare:
+        from tta.evaluation import evaluate
+
+        protocol = "both" if scene.is_reduced else "fr"
+        report.metrics = {"direct": evaluate(scene, direct, protocol, kw.get("device")),
+                          "adapted": evaluate(scene, fused, protocol, kw.get("device"))}
+    return AdaptResult(fused=fused, report=report, adapter=res.adapter,
+                       decomposition=res.decomposition, direct=direct,
+                       extras={**res.extras, "band_plan": plan})
 
 
 def _fuse(fn: Any, inputs: Inputs, cfg: AdaptConfig, n_bands: int, ratio: int,

@@ -19,10 +19,10 @@ class AdaptConfig:
     """Every knob of :func:`tta.engine.adapt` (defaults are the CLI's).
 
     Attributes:
-        adapter: ``ft``, ``cat``, ``swift``, ``full``, ``mapper`` or ``none``.
+        adapter: A registered adapter kind (:data:`adapters.ADAPTERS`; ``ft`` by default).
         adapter_options: Keyword arguments of the adapter (e.g. ``{"hidden": 16}``,
             ``{"fraction": 0.1}`` for SWIFT's share of weights).
-        sampler: Patch selection: ``swift``, ``fps``, ``kmeans`` or ``random``.
+        sampler: A registered patch sampler (:data:`tta.sampling.SAMPLERS`).
         fraction: Share of the scene's patches to train on.
         min_patches: Lower bound of the number of training patches.
         max_patches: Upper bound of the number of training patches.
@@ -58,6 +58,9 @@ class AdaptConfig:
             reduced-resolution self-check or the full-resolution HQNR;
             :mod:`tta.engine.decision`.
         decision_tolerance: Largest loss on one family the decision accepts.
+        other_bands: Classical method (``tta.classical``) that fuses the scene's bands the
+            network was not trained on (Landsat SWIR beside a 4-band network);
+            :mod:`tta.engine.bands`.
     """
 
     adapter: str = "ft"
@@ -86,6 +89,7 @@ class AdaptConfig:
     harmonise: bool = True
     decide: bool = True
     decision_tolerance: float = 0.002
+    other_bands: str = "mtf-glp-hpm"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -151,6 +155,11 @@ class AdaptConfig:
         check_real(self.max_nodata, "max_nodata", 0.0, 1.0, high_open=True)
         check_real(self.rr_weight, "rr_weight", 0.0)
         check_real(self.decision_tolerance, "decision_tolerance", 0.0, 1.0, high_open=True)
+        from tta.classical import list_methods
+
+        if self.other_bands not in list_methods():
+            raise InputError(f"other_bands must be a classical method ({', '.join(list_methods())}"
+                             f"), got {self.other_bands!r}")
         if not isinstance(self.adapter_options, dict):
             raise InputError(f"adapter_options must be a mapping, got {self.adapter_options!r}")
         create_adapter(self.adapter, **self.adapter_options)  # the adapter checks its options

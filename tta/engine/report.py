@@ -34,17 +34,21 @@ class _Record(Mapping[str, Any]):
 
 @dataclass
 class ModelInfo(_Record):
-    """The source network: class, architecture, weights file and sensor, parameter count."""
+    """The source network: class, architecture, weights file and sensor, parameter count, and
+    the digests that let a saved adapter find it again (:mod:`tta.engine.reuse`)."""
 
     cls: str
     arch: str
     weights: str | None
     weights_sensor: str | None
     parameters: int
+    state_sha256: str | None = None
+    weights_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"class": self.cls, "arch": self.arch, "weights": self.weights,
-                "weights_sensor": self.weights_sensor, "parameters": self.parameters}
+                "weights_sensor": self.weights_sensor, "parameters": self.parameters,
+                "state_sha256": self.state_sha256, "weights_sha256": self.weights_sha256}
 
 
 @dataclass
@@ -113,8 +117,9 @@ class AdaptReport(_Record):
     """Everything an adaptation run reports (see the module docstring).
 
     ``timings`` holds seconds per stage plus ``adapt`` and ``adapt_and_infer``; the CLI adds
-    ``load`` and ``write`` and sets :attr:`output`. ``metrics`` is None unless the run
-    compared with direct transfer.
+    ``load`` and ``write`` and sets :attr:`output`. ``bands`` says which bands the network
+    fused (:mod:`tta.engine.bands`). ``metrics`` is None unless the run compared with direct
+    transfer.
     """
 
     tta_version: str
@@ -132,6 +137,7 @@ class AdaptReport(_Record):
     inference: InferenceInfo
     timings: dict[str, float]
     decision: dict[str, Any] | None = None
+    bands: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     output: str | None = None
 
@@ -145,7 +151,7 @@ class AdaptReport(_Record):
             "adapter": self.adapter.to_json(), "sampling": self.sampling,
             "radiometry": self.radiometry, "coregistration_phase": self.coregistration_phase,
             "loss": self.loss.to_json(), "inference": self.inference.to_json(),
-            "timings": self.timings, "decision": self.decision,
+            "timings": self.timings, "decision": self.decision, "bands": self.bands,
         }
         if self.metrics is not None:
             out["metrics"] = self.metrics
