@@ -50,7 +50,7 @@ from tta.engine.report import (
     ModelInfo,
     SceneInfo,
 )
-from tta.engine.tiling import blend_geometry, receptive_radius
+from tta.engine.tiling import fit_tiles, receptive_radius
 from tta.errors import InputError
 
 if TYPE_CHECKING:
@@ -420,16 +420,16 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     with clock.stage("infer"):
         if use_direct and direct is not None:
             fused = direct.copy()
-            overlap = blend_geometry(run_direct, cfg.tile, cfg.overlap, n_bands, ratio, dev)
+            inference = _tiles(run_direct, inputs, cfg, n_bands, ratio, dev)
         else:
-            fused, overlap = _fuse(run_direct if use_direct else run_adapted, inputs, cfg,
-                                   n_bands, ratio, dev, progress)
+            fused, inference = _fuse(run_direct if use_direct else run_adapted, inputs, cfg,
+                                     n_bands, ratio, dev, progress)
     fused = _to_dn(fused, inputs.scale, scene.nodata)
     if direct is not None:
         direct = _to_dn(direct, inputs.scale, scene.nodata)
 
     report = _report(model, scene, cfg, dev, dec, adapter, calibration, patches, loss, inputs,
-                     InferenceInfo(cfg.tile, *overlap), clock.timings(), decision)
+                     inference, clock.timings(), decision)
     report.bands = plan.to_dict(cfg.other_bands)
     report.model.state_sha256 = digest
     report.model.weights_sha256 = getattr(getattr(model, "weights_record", None), "sha256", None)
@@ -482,17 +482,25 @@ def _adapt_split(model: nn.Module, scene: SceneLike, plan: BandPlan, cfg: AdaptC
                        extras={**res.extras, "band_plan": plan})
 
 
+def _tiles(fn: Any, inputs: Inputs, cfg: AdaptConfig, n_bands: int, ratio: int,
+           dev: torch.device) -> InferenceInfo:
+    """The tiling's policy (:func:`tta.engine.tiling.fit_tiles`) for ``fn`` on the scene."""
+    tile, overlap, margin = fit_tiles(fn, *inputs.pan.shape[-2:], cfg.tile, cfg.overlap,
+                                      n_bands, ratio, dev)
+    return InferenceInfo(tile, cfg.tile, overlap, margin)
+
+
 def _fuse(fn: Any, inputs: Inputs, cfg: AdaptConfig, n_bands: int, ratio: int,
-          dev: torch.device, progress: bool) -> tuple[np.ndarray, tuple[int, int]]:
-    """Whole-scene tiled fusion by ``fn`` (normalised units) with the tiling's overlap
-    policy; returns the fusion and ``(overlap, margin)``."""
+          dev: torch.device, progress: bool) -> tuple[np.ndarray, InferenceInfo]:
+    """Whole-scene tiled fusion by ``fn`` (normalised units) with the tiling's policy;
+    returns the fusion and its tiles."""
     from tta.engine.tiling import tiled_fuse
 
-    overlap, margin = blend_geometry(fn, cfg.tile, cfg.overlap, n_bands, ratio, dev)
+    t = _tiles(fn, inputs, cfg, n_bands, ratio, dev)
     fused = tiled_fuse(fn, inputs.ms[0], inputs.pan[0, 0], inputs.lms[0], ratio=ratio,
-                       tile=cfg.tile, overlap=overlap, margin=margin,
+                       tile=t.tile, overlap=t.overlap, margin=t.margin,
                        batch_size=cfg.inference_batch, device=dev, progress=progress)
-    return fused, (overlap, margin)
+    return fused, t
 
 
 def _to_dn(fused: np.ndarray, scale: float, nodata: np.ndarray | None) -> np.ndarray:

@@ -37,7 +37,9 @@ class AdaptConfig:
         spatial_loss: ``zpnn`` (thresholded correlation, Z-PNN) or ``drho``.
         coregister: Use each band's coregistration phase in the spectral loss.
         calibration_batches: SWIFT's gradient-probe batches.
-        tile: Inference tile side on the PAN grid.
+        tile: Largest inference tile side on the PAN grid; the engine fits the tile to the
+            scene at or below it (:func:`tta.engine.tiling.fitted_tile`: a scene that fits
+            runs as one tile).
         overlap: Inference tile overlap; None = from the model's measured receptive field.
         inference_batch: Tiles per inference batch; None = from free memory (CUDA) or 256² px.
         amp: bf16 autocast and TF32 on CUDA (ignored on CPU).
@@ -78,7 +80,7 @@ class AdaptConfig:
     spatial_loss: str = "zpnn"
     coregister: bool = True
     calibration_batches: int = 1
-    tile: int = 256
+    tile: int = 512
     overlap: int | None = None
     inference_batch: int | None = None
     amp: bool = True

@@ -102,14 +102,17 @@ class LossReport(_Record):
 
 @dataclass
 class InferenceInfo(_Record):
-    """The inference tiling: tile side, overlap and zero-weight margin (PAN pixels)."""
+    """The inference tiling: the tile side fitted to the scene, the configured largest side,
+    overlap and zero-weight margin (PAN pixels)."""
 
     tile: int
+    max_tile: int
     overlap: int
     margin: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"tile": self.tile, "overlap": self.overlap, "margin": self.margin}
+        return {"tile": self.tile, "max_tile": self.max_tile, "overlap": self.overlap,
+                "margin": self.margin}
 
 
 @dataclass

@@ -182,7 +182,7 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     from tta.engine.adapt import _run_adapted, _Runtime, _to_tensor
     from tta.engine.bands import assemble, plan_bands
     from tta.engine.config import AdaptConfig
-    from tta.engine.tiling import blend_geometry, tiled_fuse
+    from tta.engine.tiling import fit_tiles, tiled_fuse
     from tta.physics import interp23tap
 
     path = Path(adapter_path)
@@ -223,8 +223,9 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
         fn = partial(_run_adapted, rt, adapter, net)
 
     with torch.no_grad():
-        overlap, margin = blend_geometry(fn, cfg.tile, cfg.overlap, n_bands, ratio, dev)
-        fused = tiled_fuse(fn, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
+        tile, overlap, margin = fit_tiles(fn, *pan.shape[-2:], cfg.tile, cfg.overlap, n_bands,
+                                          ratio, dev)  # as tta adapt
+        fused = tiled_fuse(fn, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=tile,
                            overlap=overlap, margin=margin, batch_size=cfg.inference_batch,
                            device=dev, progress=progress)
     fused *= divisor / gain

@@ -48,7 +48,8 @@ from tta.checks import check_int
 from tta.device import resolve_device
 from tta.errors import InputError
 
-__all__ = ["blend_geometry", "blend_window", "receptive_radius", "tile_corners", "tiled_fuse"]
+__all__ = ["blend_geometry", "blend_window", "fit_tiles", "fitted_tile", "receptive_radius",
+           "tile_corners", "tiled_fuse"]
 
 #: ``fn(ms_t, pan_t, lms_t) -> fused_t`` on batched tiles, see :func:`tiled_fuse`.
 FuseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -104,6 +105,34 @@ def _axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
     if length <= tile:
         return np.zeros(1, dtype=np.int64)
     return np.append(np.arange(0, length - tile, stride, dtype=np.int64), length - tile)
+
+
+def fitted_tile(height: int, width: int, max_tile: int, overlap: int, ratio: int) -> int:
+    """The tile side, at most ``max_tile``, that computes the fewest pixels on this scene.
+
+    Tiles overlap, and a scene axis shorter than the tile is padded to it, so a fixed tile
+    computes more pixels than the scene has (a 512² scene with 256² tiles and an overlap of
+    64 runs nine tiles, 2.3x its pixels). Among the multiples of ``ratio`` in
+    ``(overlap, max_tile]`` this picks the side minimising ``rows * cols * tile²`` for
+    :func:`tile_corners`' grid (the largest side on ties: fewer, larger tiles), so a scene
+    that fits in one tile runs as one tile.
+
+    Example:
+        >>> fitted_tile(512, 512, 512, 64, 4), fitted_tile(640, 1280, 512, 104, 4)
+        (512, 400)
+    """
+    _check_tiling(max_tile, overlap, ratio)  # validates max_tile, overlap and ratio
+    best, best_cost = max_tile, None
+    for tile in range(max_tile, overlap, -ratio):
+        if tile - overlap < ratio:
+            break
+        stride = (tile - overlap) // ratio * ratio
+        n_rows = len(_axis_starts(int(height), tile, stride))
+        n_cols = len(_axis_starts(int(width), tile, stride))
+        cost = n_rows * n_cols * tile * tile
+        if best_cost is None or cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def tile_corners(height: int, width: int, tile: int, overlap: int, ratio: int) -> Tensor:
@@ -169,6 +198,15 @@ def receptive_radius(fn: FuseFn, n_bands: int, ratio: int, *, device: torch.devi
     if r >= c - 1:  # reaches the probe's border: as large as we can tell
         return size
     return r + ratio  # the MS bump sits up to ratio pixels off the centre
+
+
+def fit_tiles(fn: FuseFn, height: int, width: int, max_tile: int, overlap: int | None,
+              n_bands: int, ratio: int, device: torch.device) -> tuple[int, int, int]:
+    """The whole tiling policy of a fusion ``fn`` on a ``height`` x ``width`` PAN grid:
+    ``(tile, overlap, margin)`` from :func:`blend_geometry` (at ``max_tile``) and
+    :func:`fitted_tile`."""
+    overlap, margin = blend_geometry(fn, max_tile, overlap, n_bands, ratio, device)
+    return fitted_tile(height, width, max_tile, overlap, ratio), overlap, margin
 
 
 def blend_geometry(fn: FuseFn, tile: int, overlap: int | None, n_bands: int, ratio: int,
