@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -50,6 +50,7 @@ from tta.engine.report import (
     ModelInfo,
     SceneInfo,
 )
+from tta.engine.runtime import Runtime, run_adapted_fn, to_tensor
 from tta.engine.tiling import fit_tiles, receptive_radius
 from tta.errors import InputError
 
@@ -112,31 +113,6 @@ class _Clock:
         out["adapt"] = sum(self.times.get(k, 0.0) for k in ADAPT_STAGES)
         out["adapt_and_infer"] = out["adapt"] + self.times.get("infer", 0.0)
         return out
-
-
-@dataclass(frozen=True)
-class _Runtime:
-    """Where and how networks run: device, bf16 autocast (CUDA only), call convention."""
-
-    device: torch.device
-    use_amp: bool
-    forward_fn: ForwardFn
-
-    def autocast(self) -> AbstractContextManager:
-        return torch.autocast("cuda", torch.bfloat16) if self.use_amp else nullcontext()
-
-    def run(self, net: nn.Module, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
-        """``net`` on normalised inputs, output in float32."""
-        with self.autocast():
-            out = self.forward_fn(net, ms, pan, lms)
-        return out.float()
-
-
-def _run_adapted(rt: _Runtime, adapter: AdapterLike, net: nn.Module, ms: Tensor, pan: Tensor,
-                 lms: Tensor) -> Tensor:
-    """The adapted network: the adapter sees the inputs (conditioning), then ``net`` runs."""
-    adapter.set_condition(ms, pan, lms)
-    return rt.run(net, ms, pan, lms)
 
 
 @dataclass
@@ -210,10 +186,6 @@ def model_max_value(model: nn.Module, default: float) -> float:
     return float(value) if value else float(default)
 
 
-def _to_tensor(a: np.ndarray, device: torch.device, scale: float) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device) / scale
-
-
 def adapt(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | None = None,
           device: str | torch.device = "auto", interface: str | None = None,
           compare: bool = False, progress: bool = False,
@@ -245,14 +217,14 @@ def adapt(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | None = No
 
 
 def _prepare(scene: SceneLike, model: nn.Module, cfg: AdaptConfig, harmony: Harmonisation,
-             rt: _Runtime) -> Inputs:
+             rt: Runtime) -> Inputs:
     """The *prepare* stage (see the module docstring)."""
     from tta.engine.reduced import reduced_scene
     from tta.physics import coregistration_phases, interp23tap
 
     ratio, sensor, dev = int(scene.ratio), scene.sensor, rt.device
-    ms = _to_tensor(scene.ms, dev, harmony.divisor)[None]
-    pan = _to_tensor(scene.pan, dev, harmony.divisor)[None, None]
+    ms = to_tensor(scene.ms, dev, harmony.divisor)[None]
+    pan = to_tensor(scene.pan, dev, harmony.divisor)[None, None]
     reduced = None
     if cfg.rr_weight > 0 or cfg.decide or (cfg.harmonise and harmony.candidate != 1.0):
         reduced = reduced_scene(ms, pan, tuple(sensor.mtf_ms), ratio)
@@ -352,7 +324,7 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     if model_bands != n_bands:
         raise InputError(f"model has {model_bands} bands but {scene.source} has {n_bands}; "
                          "use a model trained on a sensor with the same bands")
-    rt = _Runtime(dev, cfg.amp and dev.type == "cuda", forward_fn)
+    rt = Runtime(dev, cfg.amp and dev.type == "cuda", forward_fn)
     if rt.use_amp:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -409,7 +381,7 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     finally:
         torch.random.set_rng_state(gen_state)
 
-    run_adapted = partial(_run_adapted, rt, adapter, model)
+    run_adapted = partial(run_adapted_fn, rt, adapter, model)
     run_direct = partial(rt.run, source)
     model.eval()
     decision = None
@@ -563,7 +535,7 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
 
 def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
            loss_fn: PhysicsLoss, cfg: AdaptConfig, data: TrainData, phase: Tensor | None,
-           rt: _Runtime, progress: bool) -> LossReport:
+           rt: Runtime, progress: bool) -> LossReport:
     """AdamW steps on the physics loss (plus the reduced-resolution term when ``data.rr``
     holds pairs); on divergence the parameters are reset to their initial values, i.e. the
     direct network, and the report says at which step."""

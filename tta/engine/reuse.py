@@ -179,9 +179,9 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     from tta.classical import fuse_scene
     from tta.decomposition import decompose, default_forward
     from tta.device import resolve_device
-    from tta.engine.adapt import _run_adapted, _Runtime, _to_tensor
     from tta.engine.bands import assemble, plan_bands
     from tta.engine.config import AdaptConfig
+    from tta.engine.runtime import Runtime, run_adapted_fn, to_tensor
     from tta.engine.tiling import fit_tiles, tiled_fuse
     from tta.physics import interp23tap
 
@@ -204,12 +204,12 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     ratio = int(scene.ratio)
     divisor, gain = record["radiometry"]["divisor"], record["radiometry"]["gain"]
     net = copy.deepcopy(model).to(dev).eval()
-    ms = _to_tensor(part.ms, dev, divisor)[None]
-    pan = _to_tensor(part.pan, dev, divisor)[None, None]
+    ms = to_tensor(part.ms, dev, divisor)[None]
+    pan = to_tensor(part.pan, dev, divisor)[None, None]
     if gain != 1.0:
         ms, pan = ms * gain, pan * gain
     lms = interp23tap(ms, ratio)
-    rt = _Runtime(dev, cfg.amp and dev.type == "cuda", forward_fn)
+    rt = Runtime(dev, cfg.amp and dev.type == "cuda", forward_fn)
     n_bands = part.n_bands
     fn = partial(rt.run, net)
     if record["network"] == "adapted":
@@ -220,7 +220,7 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
         dec = decompose(net, n_bands=n_bands, ratio=ratio, interface=record["interface"],
                         forward_fn=forward_fn, probe=probe)
         adapter = load_adapter(path, dec)
-        fn = partial(_run_adapted, rt, adapter, net)
+        fn = partial(run_adapted_fn, rt, adapter, net)
 
     with torch.no_grad():
         tile, overlap, margin = fit_tiles(fn, *pan.shape[-2:], cfg.tile, cfg.overlap, n_bands,
