@@ -17,6 +17,8 @@ PUBLIC = {
     "plan_bands", "read_product", "conform_product", "save_adapted", "fuse_with_adapter",
     # benchmarks
     "load_matrix", "run_bench", "write_report",
+    # many scenes
+    "BatchResult", "get_executor", "list_executors", "run_batch",
 }
 
 

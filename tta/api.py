@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from adapters import create_adapter, load_adapter, save_adapter
+from tta.batch import BatchResult, run_batch
 from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.decomposition import Decomposition, decompose
@@ -18,6 +19,7 @@ from tta.engine.bands import plan_bands
 from tta.engine.reuse import fuse_with_adapter, save_adapted
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
+from tta.executors import get_executor, list_executors
 from tta.io import (
     Scene,
     iter_scenes,
@@ -45,6 +47,7 @@ from tta.sensors import Sensor, get_sensor, list_sensors
 __all__ = [
     "AdaptConfig",
     "AdaptResult",
+    "BatchResult",
     "Decomposition",
     "InputError",
     "OutputError",
@@ -64,10 +67,12 @@ __all__ = [
     "evaluate",
     "fuse_scene",
     "fuse_with_adapter",
+    "get_executor",
     "get_sensor",
     "interp23tap",
     "load_matrix",
     "iter_scenes",
+    "list_executors",
     "list_methods",
     "list_sensors",
     "load_adapter",
@@ -80,6 +85,7 @@ __all__ = [
     "read_product",
     "read_scene",
     "resolve_model",
+    "run_batch",
     "run_bench",
     "save_adapted",
     "save_adapter",

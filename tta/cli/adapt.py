@@ -88,15 +88,11 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
         tta adapt --model fusionnet --weights wv3/fusionnet.pth --target wv2.h5 -o out.h5
     """
-    import time
-
-    from pretrained.loader import load_model
     from pretrained.spec import parse_model_spec
-    from tta.checks import check_adapt_scene
-    from tta.engine import AdaptConfig, adapt_scene
-    from tta.io import parse_spec, read_scene, write_fused, writer_for
+    from tta.engine import AdaptConfig
+    from tta.engine.files import adapt_file
+    from tta.io import parse_spec, writer_for
     from tta.io.product import write_json
-    from tta.memory import guard_memory
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
@@ -110,31 +106,19 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
                   inputs, overwrite=overwrite)
 
-    t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value, bands=bands)
-    check_adapt_scene(cfg, scene)
-    # the network's band layout is matched to the scene's by name (tta.engine.bands)
-    model = load_model(spec)
-    from tta.engine.bands import plan_bands
-
-    plan = plan_bands(model, scene)
-    t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
 
-    with guard_memory(scene, None if device == "auto" else device):
-        result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
-                             compare=compare, progress=not quiet and sys.stderr.isatty())
-        t1 = time.perf_counter()
-        write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
+    result, plan = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
+                              sensor=sensor, bands=bands, max_value=max_value,
+                              interface=interface, compare=compare, device=device,
+                              dtype=dtype, overwrite=overwrite,
+                              progress=not quiet and sys.stderr.isatty())
     report = result.report
     if report.loss.diverged:
         click.echo(f"warning: the adaptation diverged at step {report.loss.diverged_at_step}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report.timings["load"] = t_load
-    report.timings["write"] = time.perf_counter() - t1
-    report.output = out
     if adapter_path:
         from tta.engine.reuse import save_adapted
 
