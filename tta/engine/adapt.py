@@ -413,18 +413,26 @@ def _decide(run_direct: Callable[..., Tensor], run_adapted: Callable[..., Tensor
                   tolerance=cfg.decision_tolerance, windows=windows)
 
 
+_PROBE = 128  # side of the receptive-field probe (PAN pixels)
+
+
 def _blending(cfg: AdaptConfig, fn: Callable[[Tensor, Tensor, Tensor], Tensor], n_bands: int,
               ratio: int, dev: torch.device) -> tuple[int, int]:
     """``(overlap, margin)`` of the inference tiles.
 
     The margin (tile-edge pixels given zero weight) is the measured receptive radius rounded
     up to the ratio, so for a translation-equivariant network the tiled fusion equals the
-    untiled one; the overlap adds a cross-fade ramp of ``4 * ratio`` pixels. A configured
-    overlap is used as given (margin a quarter of it).
+    untiled one; the overlap adds a cross-fade ramp of ``4 * ratio`` pixels. A network whose
+    output depends on the whole input (the radius reaches the probe's border, e.g. KSDiff's
+    image-wide prior) cannot be tiled exactly at any size: its tiles overlap by half a tile.
+    A configured overlap is used as given (margin a quarter of it).
     """
     if cfg.overlap is not None:
         return cfg.overlap, cfg.overlap // 4
-    r = receptive_radius(fn, n_bands, ratio, device=dev)
+    r = receptive_radius(fn, n_bands, ratio, device=dev, size=_PROBE)
+    if r >= _PROBE:  # image-wide context (e.g. KSDiff's prior): no tile is exact; half overlap
+        overlap = ratio * (cfg.tile // 2 // ratio)
+        return overlap, overlap // 4
     margin = ratio * math.ceil(max(r, 1) / ratio)
     overlap = 2 * margin + 4 * ratio
     limit = cfg.tile - ratio
