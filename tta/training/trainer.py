@@ -56,7 +56,7 @@ from tta.training.data import (
     load_pairs,
     resolve_spec,
 )
-from tta.training.stages import DEFAULT_LR, STAGES, default_stage, get_stage
+from tta.training.stages import DEFAULT_LR, STAGES, Stage, default_stage, get_stage
 
 __all__ = ["DEFAULT_LR", "STAGES", "TrainConfig", "TrainResult", "default_stage", "train",
            "run_training", "validate", "validate_classical"]
@@ -351,7 +351,7 @@ def _lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig
                                                                   / total)))
 
 
-def _epoch_row(cfg: TrainConfig, stage: Any, model: nn.Module, loaded: LoadedData,
+def _epoch_row(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData,
                device: torch.device, opt: torch.optim.Optimizer, losses: Tensor, step: int,
                t0: float) -> dict[str, Any]:
     """End of an epoch: the stage's epoch work, held-out scores, the log row."""
@@ -435,7 +435,7 @@ class _Session:
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
-    def train_step(self, stage: Any, built_state: Mapping[str, Any]) -> None:
+    def train_step(self, stage: Stage, built_state: Mapping[str, Any]) -> None:
         b = {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.sample().items()}
         loss = stage.loss(self.cfg, self.model, b, self.gen, built_state)
         self.opt.zero_grad(set_to_none=True)
@@ -520,7 +520,7 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
     return result
 
 
-def _finish(cfg: TrainConfig, stage: Any, model: nn.Module, loaded: LoadedData,
+def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData,
             device: torch.device, name: str, paths: dict[str, Path], inits: dict[str, Any],
             n_train: int, history: list[dict[str, Any]], duration: float) -> TrainResult:
     """Final held-out scores; write the weights, card and log (all three or none)."""
