@@ -161,12 +161,16 @@ class KernelGenerator(nn.Module):
         z_dim: Token width of the prior.
         rank: Tucker core shape ``(r_out, r_in, r_h, r_w)``.
         dim: Width of the factor generator's tokens and queries.
+        unit_factors: Scale every factor column to norm ``sqrt(rows)`` (entries of order 1),
+            so that ``W - 1`` is of the order of the core; without it the product of four
+            small factors keeps the modulation near zero (the shipped weights: False).
     """
 
     def __init__(self, n_layers: int, channels: int, kernel_size: int, in_channels: int,
                  z_dim: int = 64, rank: tuple[int, int, int, int] = (4, 4, 2, 2),
-                 dim: int = 32) -> None:
+                 dim: int = 32, unit_factors: bool = False) -> None:
         super().__init__()
+        self.unit_factors = bool(unit_factors)
         self.n_layers, self.rank = n_layers, tuple(int(r) for r in rank)
         self.rows = (channels, channels, kernel_size, kernel_size)
         core = math.prod(self.rank)
@@ -189,7 +193,10 @@ class KernelGenerator(nn.Module):
         out = []
         for q, head, rows in zip(self.queries, self.heads, self.rows, strict=True):
             att = (q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(dim=-1)
-            out.append(head(att @ v).view(x.shape[0], self.n_layers, rows, -1))
+            u = head(att @ v).view(x.shape[0], self.n_layers, rows, -1)
+            if self.unit_factors:
+                u = u * (math.sqrt(rows) / u.norm(dim=2, keepdim=True).clamp_min(1e-6))
+            out.append(u)
         return out
 
     def core(self, z: Tensor) -> Tensor:
@@ -216,6 +223,8 @@ class KSDiff(PansharpeningNet):
         timesteps: Latent diffusion schedule length ``T``.
         sample_steps: DDIM steps at inference.
         seed: Seed of the initial latent noise (inference is deterministic for a seed).
+        unit_factors: Unit-scale Tucker factors (:class:`KernelGenerator`); off in the
+            shipped weights.
 
     Example:
         >>> net = KSDiff(4)
@@ -232,7 +241,8 @@ class KSDiff(PansharpeningNet):
     def __init__(self, n_bands: int = 8, channels: int = 32, n_blocks: int = 4,
                  z_dim: int = 64, grid: int = 4, plfe_width: int = 32,
                  rank: tuple[int, int, int, int] | list[int] = (4, 4, 2, 2),
-                 timesteps: int = 50, sample_steps: int = 4, seed: int = 0) -> None:
+                 timesteps: int = 50, sample_steps: int = 4, seed: int = 0,
+                 unit_factors: bool = False) -> None:
         super().__init__(n_bands)
         if len(rank) != 4 or any(int(r) < 1 for r in rank):
             raise InputError(f"ksdiff: rank must be four positive integers, got {rank!r}")
@@ -240,10 +250,13 @@ class KSDiff(PansharpeningNet):
         self._hparams = {"channels": channels, "n_blocks": n_blocks, "z_dim": z_dim,
                          "grid": grid, "plfe_width": plfe_width, "rank": [int(r) for r in rank],
                          "timesteps": timesteps, "sample_steps": sample_steps, "seed": seed}
+        if unit_factors:  # recorded only when set: the shipped files predate the option
+            self._hparams["unit_factors"] = True
         self.timesteps, self.sample_steps, self.seed = timesteps, sample_steps, int(seed)
         self.n_tokens, self.z_dim = grid * grid, z_dim
         self.net = FusionNet(n_bands, channels, n_blocks)
-        self.kgen = KernelGenerator(2 * n_blocks, channels, 3, n_bands, z_dim, tuple(rank))
+        self.kgen = KernelGenerator(2 * n_blocks, channels, 3, n_bands, z_dim, tuple(rank),
+                                    unit_factors=unit_factors)
         self.plfe1 = PLFE(2 * n_bands + 1, plfe_width, z_dim, grid)
         self.plfe2 = PLFE(n_bands + 1, max(plfe_width // 2, 4), z_dim, grid)
         self.denoiser = LatentDenoiser(z_dim)

@@ -199,3 +199,20 @@ def test_shipped_weights_load_by_name(name, bands, sensor):
     assert torch.isfinite(out).all()
     assert (net.kgen(net.prior(pan, lms), pan - lms) - 1).abs().amax() > 1e-4, \
         "the trained prior modulates the kernels"
+
+
+def test_unit_factors_scale_the_modulation():
+    """``unit_factors``: every factor column has norm sqrt(rows), so W - 1 is of the order of
+    the core (without it, four small factors keep it near zero); the option is recorded."""
+    plain = _modulating(_model(4, seed=3))
+    unit = _modulating(_model(4, seed=3, unit_factors=True))
+    assert unit.hparams()["unit_factors"] is True and "unit_factors" not in plain.hparams()
+    _, pan, lms = random_inputs(4, h=8)
+    with torch.no_grad():
+        for u, rows in zip(unit.kgen.factors(pan - lms), unit.kgen.rows, strict=True):
+            torch.testing.assert_close(u.norm(dim=2), torch.full(u.norm(dim=2).shape,
+                                                                 rows ** 0.5))
+        z = plain.prior(pan, lms)
+        small = (plain.kgen(z, pan - lms) - 1).abs().mean()
+        large = (unit.kgen(z, pan - lms) - 1).abs().mean()
+    assert large > 100 * small
