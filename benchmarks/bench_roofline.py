@@ -10,7 +10,7 @@ Per network (the shipped WV3 zoo weights; ``fusionnet`` and other architectures 
 shipped weights run with seeded random weights, which cost the same):
 
 * **FLOPs** of one forward on an inference tile (``torch.utils.flop_counter``: conv and
-  matmul, 2 per multiply-add), per PAN pixel;
+  matmul, 2 per multiply-add), per PAN pixel, counted on the reference (autograd) form;
 * **reference**: a dense 3x3 convolution ``width -> width`` (``width`` = the input channels of
   the network's channel mapper, 32 for every network here) on the same tile shape,
   channels-last, the layout the tiled inference hands the networks; GFLOP/s;
@@ -80,11 +80,15 @@ def tile_inputs(n_bands: int, tile: int, device: torch.device, ratio: int = 4
 
 
 def flops_per_pixel(model: torch.nn.Module, tile: int, device: torch.device) -> float:
-    """FLOPs of one forward on a ``tile``² input, divided by its PAN pixels."""
+    """FLOPs of one forward on a ``tile``² input, divided by its PAN pixels.
+
+    Counted on the network's reference form (autograd on, as in training: LAGConv's
+    ``unfold`` form), so that a faster inference computation (LAGConv's blocked taps and box
+    sums) does not change the count of useful FLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    inputs = tile_inputs(model.n_bands, tile, device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    inputs = [t.requires_grad_() for t in tile_inputs(model.n_bands, tile, device)]
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
         model(*inputs)
     return counter.get_total_flops() / tile ** 2
 

@@ -18,9 +18,9 @@ engine refuse its default tiles. No published checkpoint is mapped: weights come
 ``tta train --arch lagconv`` (``--arch-option gh=global`` for the paper's form).
 
 Two computations of the same layer: with autograd, ``unfold`` and one matmul (simple, and the
-form the shipped weights were trained with); without (inference), per-tap matmuls on a
-channels-last buffer, 5-6x faster on a CPU and equal to float rounding
-(:meth:`LAGConv2d._forward_taps`).
+form the shipped weights were trained with); without (inference), per-tap matmuls on the
+channels-last input, a cache-sized block of pixels at a time, equal to float rounding
+(:meth:`LAGConv2d._forward_taps`; ``benchmarks/bench_roofline.py`` measures both).
 
 Reference:
     Z.-R. Jin, T.-J. Zhang, T.-X. Jiang, G. Vivone, L.-J. Deng, "LAGConv: Local-context
@@ -127,19 +127,20 @@ class LAGConv2d(nn.Module):
 
     def _forward_taps(self, x: Tensor) -> Tensor:
         """Inference form (no autograd): the same sums by matmuls and one weighted add per
-        kernel tap, channels-last, with no ``unfold`` copy.
+        kernel tap, channels-last, with no ``unfold`` copy, a block of pixels at a time.
 
-        ``x`` is copied once into a row-padded buffer (channels innermost, zero rows above and
-        below, rows back to back), in which the pixels every output pixel reads at tap
-        ``(dy, dx)`` form one contiguous ``(H*W, c)`` slice; one matmul per kernel row gives
-        the products ``z_j`` of its ``k`` taps and ``y += m_j * z_j`` adds them. A tap that
-        leaves the image sideways reads the neighbouring row instead of zero padding; its LCA
-        weight is set to 0 there, which gives the zero-padded result. The GH term and both
-        biases start ``y`` (a matmul of the pooled input). About twenty large operations per
-        layer and image (the unfold form's column matrix, ``k*k`` times the input, is never
-        built), so thread synchronisation stays cheap even on busy cores. Equal to
-        :meth:`_forward_unfold` up to float rounding (sums in another order; within 1e-13 in
-        float64). The output has the input's memory format.
+        With channels innermost and rows back to back, the pixels every output pixel reads
+        at tap ``(dy, dx)`` form one contiguous ``(H*W, c)`` slice of the input, shifted by
+        ``(dy - r) * W + dx - r`` rows (zeros outside the image). The output is built in
+        blocks of :attr:`block_pixels` pixels, small enough for the block's partial products
+        to stay in the CPU's cache: per block, the GH term and both biases start ``y`` (a
+        matmul of the pooled input), then per kernel row ``dy`` one matmul gives the products
+        ``z_j`` of its ``k`` taps and ``y += m_j * z_j`` adds them. A tap that leaves the
+        image sideways reads the neighbouring row instead of zero padding; its LCA weight is
+        set to 0 there, which gives the zero-padded result. The local GH pooling is a
+        depthwise box sum whose border rows and columns are rescaled to the count of pixels
+        inside the image. Equal to :meth:`_forward_unfold` up to float rounding (sums in
+        another order; within 1e-12 in float64). The output has the input's memory format.
         """
         b, c, h, w = x.shape
         k, o, r = self.kernel_size, self.out_channels, self.kernel_size // 2
@@ -154,39 +155,70 @@ class LAGConv2d(nn.Module):
                 sideways[:, :, :r - dx, :, dx] = 0.0
             elif dx > r:
                 sideways[:, :, max(0, w - (dx - r)):, :, dx] = 0.0
-        # g zero rows above and below, (g - r) * w >= r: room for the sideways taps too
-        g = r + -(-r // w)
-        rows = F.pad(x.permute(0, 2, 3, 1), (0, 0, 0, 0, g, g)).view(b, -1, c)
+        rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: x is channels-last
         n = h * w
         biases = self.bias + self.gh.bias
         gh_t = self.gh.weight.view(o, c).t()
         if self.gh_pool == "local":
-            pooled = F.avg_pool2d(x, k, stride=1, padding=r, count_include_pad=False)
-            pooled = pooled.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+            pooled = self._box_mean(x).permute(0, 2, 3, 1).reshape(b, n, c)
         else:
             biases = biases + x.mean(dim=(2, 3)) @ gh_t  # (B, out)
         # Per kernel row dy: (c, k * out), the k taps of the row side by side.
         kernel = (2.0 * self.weight).permute(2, 1, 3, 0).reshape(k, c, k * o).contiguous()
         y = x.new_empty(b, h, w, o)
-        row_taps = x.new_empty(n + 2 * r, k * o)
+        step = max(1, self.block_pixels)
+        row_taps = x.new_empty(min(n, step) + 2 * r, k * o)
         for i in range(b):
-            acc, weights = y[i].view(n, o), mod[i].view(n, k * k)
-            if self.gh_pool == "local":
-                torch.addmm(biases, pooled[i].reshape(n, c), gh_t, out=acc)
-            else:
-                acc.copy_(biases[i].expand(n, o))
-            for dy in range(k):
-                at = (g + dy - r) * w - r  # window of the first pixel at tap (dy, 0)
-                torch.mm(rows[i, at:at + n + 2 * r], kernel[dy], out=row_taps)
-                for dx in range(k):
-                    acc.addcmul_(row_taps[dx:dx + n, dx * o:(dx + 1) * o],
-                                 weights[:, dy * k + dx:dy * k + dx + 1])
+            out, weights = y[i].view(n, o), mod[i].view(n, k * k)
+            for s in range(0, n, step):
+                m = min(n, s + step) - s
+                acc, wts = out[s:s + m], weights[s:s + m]
+                if self.gh_pool == "local":
+                    torch.addmm(biases, pooled[i, s:s + m], gh_t, out=acc)
+                else:
+                    acc.copy_(biases[i].expand(m, o))
+                taps = row_taps[:m + 2 * r]
+                for dy in range(k):
+                    window = _rows(rows[i], s + (dy - r) * w - r, m + 2 * r)
+                    torch.mm(window, kernel[dy], out=taps)
+                    for dx in range(k):
+                        acc.addcmul_(taps[dx:dx + m, dx * o:(dx + 1) * o],
+                                     wts[:, dy * k + dx:dy * k + dx + 1])
         y = y.permute(0, 3, 1, 2)
         return y if channels_last else y.contiguous()
+
+    def _box_mean(self, x: Tensor) -> Tensor:
+        """``avg_pool2d(x, k, 1, k // 2, count_include_pad=False)`` for channels-last ``x``:
+        a depthwise ``k x k`` sum, its border rows and columns rescaled to the pixels inside
+        the image."""
+        k, r, (h, w) = self.kernel_size, self.kernel_size // 2, x.shape[-2:]
+        box = x.new_full((x.shape[1], 1, k, k), 1.0 / (k * k))
+        mean = F.conv2d(x, box, padding=r, groups=x.shape[1])
+        for axis, size in ((2, h), (3, w)):
+            for j in [*range(min(r, size)), *range(max(r, size - r), size)]:
+                inside = min(size - 1, j + r) - max(0, j - r) + 1
+                mean.narrow(axis, j, 1).mul_(k / inside)
+        return mean
+
+    #: Pixels per block of :meth:`_forward_taps`: a block's partial products (about
+    #: ``block_pixels * (k + 2) * out`` floats) stay in a core's L2 cache.
+    block_pixels: int = 2048
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"gh={self.gh_pool!r}")
+
+
+def _rows(rows: Tensor, start: int, length: int) -> Tensor:
+    """``rows[start:start + length]`` with zero rows where the range leaves ``rows``."""
+    n = rows.shape[0]
+    if start >= 0 and start + length <= n:
+        return rows[start:start + length]
+    window = rows.new_zeros(length, rows.shape[1])
+    lo, hi = max(0, start), min(n, start + length)
+    if hi > lo:
+        window[lo - start:hi - start] = rows[lo:hi]
+    return window
 
 
 class LAGBlock(nn.Module):

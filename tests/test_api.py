@@ -13,8 +13,12 @@ PUBLIC = {
     "AdaptConfig", "AdaptResult", "Decomposition", "PhysicsLoss", "adapt", "adapt_scene",
     "create_adapter", "decompose", "load_adapter", "resolve_model", "save_adapter",
     "select_patches", "tiled_fuse",
+    # band layouts, products of any tool, adapt once / apply many
+    "plan_bands", "read_product", "conform_product", "save_adapted", "fuse_with_adapter",
     # benchmarks
     "load_matrix", "run_bench", "write_report",
+    # many scenes
+    "BatchResult", "get_executor", "list_executors", "run_batch",
 }
 
 

@@ -45,7 +45,10 @@ def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape):
         want = layer._forward_unfold(x)
         got = layer._forward_taps(x)
         got_cl = layer._forward_taps(x.contiguous(memory_format=CL))
+        layer.block_pixels = 7  # blocks that start and end mid-row, at the image's edges
+        got_blocks = layer._forward_taps(x)
     assert (got - want).abs().max() < 1e-12 * want.abs().max()
+    assert (got_blocks - want).abs().max() < 1e-12 * want.abs().max()
     assert torch.equal(got, got_cl)
     assert got.is_contiguous() and got_cl.is_contiguous(memory_format=CL)
 

@@ -572,9 +572,12 @@ def test_missing_and_corrupt_files(tmp_path):
 
 def test_band_count_sensor_and_georef_mismatch(tmp_path):
     ms_path, pan_path, _, _ = make_pair(tmp_path)
+    # 4 bands of an 8-band sensor: its standard 4-band layout (issue 16), or the names given
+    assert read_geotiff_pair(ms_path, pan_path, sensor="WV3").sensor.bands == (
+        "blue", "green", "red", "nir1")
     with pytest.raises(InputError) as info:
-        read_geotiff_pair(ms_path, pan_path, sensor="WV3")
-    _assert_one_line(info, "4 bands", "WV3")
+        read_geotiff_pair(ms_path, pan_path, sensor="WV3", bands=("blue", "green", "red", "swir1"))
+    _assert_one_line(info, "swir1 not among them", "WV3")
     with pytest.raises(InputError) as info:
         read_geotiff_pair(ms_path, pan_path)
     _assert_one_line(info, "do not name their sensor", "--sensor")

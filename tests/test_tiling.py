@@ -460,3 +460,19 @@ def test_real_scene_crop_tiled_equals_untiled(real_file, device):
     ref = _untiled(net, ms, pan, lms, device)
     assert fused.shape == (8, 256, 256)
     np.testing.assert_allclose(fused, ref, atol=TOL, rtol=0)
+
+
+def test_fitted_tile_computes_the_fewest_pixels():
+    from tta.engine.tiling import fitted_tile
+
+    def computed(h: int, w: int, tile: int, overlap: int) -> int:
+        return len(tile_corners(h, w, tile, overlap, 4)) * tile * tile
+
+    assert fitted_tile(512, 512, 512, 64, 4) == 512  # fits: one tile, no overlap computed
+    assert fitted_tile(200, 200, 512, 64, 4) == 200  # smaller than the largest tile
+    for h, w, overlap in [(640, 1280, 104), (2048, 2048, 64), (1000, 300, 40)]:
+        tile = fitted_tile(h, w, 512, overlap, 4)
+        assert tile % 4 == 0 and overlap < tile <= 512
+        best = min(computed(h, w, t, overlap) for t in range(overlap + 4, 513, 4))
+        assert computed(h, w, tile, overlap) == best
+        assert best < computed(h, w, 256, overlap)  # the former fixed 256² tiles

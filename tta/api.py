@@ -10,12 +10,16 @@
 from __future__ import annotations
 
 from adapters import create_adapter, load_adapter, save_adapter
+from tta.batch import BatchResult, run_batch
 from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
 from tta.decomposition import Decomposition, decompose
 from tta.engine import AdaptConfig, AdaptResult, adapt, adapt_scene, tiled_fuse
+from tta.engine.bands import plan_bands
+from tta.engine.reuse import fuse_with_adapter, save_adapted
 from tta.errors import InputError, OutputError, SensorError, TtaError
 from tta.evaluation import evaluate
+from tta.executors import get_executor, list_executors
 from tta.io import (
     Scene,
     iter_scenes,
@@ -24,6 +28,7 @@ from tta.io import (
     write_geotiff,
     write_h5,
 )
+from tta.io.product import conform_product, read_product
 from tta.losses import PhysicsLoss
 from tta.models import resolve_model
 from tta.physics import (
@@ -42,6 +47,7 @@ from tta.sensors import Sensor, get_sensor, list_sensors
 __all__ = [
     "AdaptConfig",
     "AdaptResult",
+    "BatchResult",
     "Decomposition",
     "InputError",
     "OutputError",
@@ -52,6 +58,7 @@ __all__ = [
     "TtaError",
     "adapt",
     "adapt_scene",
+    "conform_product",
     "coregistration_phases",
     "create_adapter",
     "decimate",
@@ -59,10 +66,13 @@ __all__ = [
     "degrade_scene",
     "evaluate",
     "fuse_scene",
+    "fuse_with_adapter",
+    "get_executor",
     "get_sensor",
     "interp23tap",
     "load_matrix",
     "iter_scenes",
+    "list_executors",
     "list_methods",
     "list_sensors",
     "load_adapter",
@@ -71,9 +81,13 @@ __all__ = [
     "mtf_kernels",
     "pan_downsample",
     "pansharpen",
+    "plan_bands",
+    "read_product",
     "read_scene",
     "resolve_model",
+    "run_batch",
     "run_bench",
+    "save_adapted",
     "save_adapter",
     "select_patches",
     "tiled_fuse",

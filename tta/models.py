@@ -8,6 +8,10 @@ Accepted forms:
 * ``FILE.safetensors`` (alone or as ``--weights``): weights written by ``tta train``, whose
   metadata names the architecture and its options;
 * ``ARCH[:SENSOR]``: our own shipped weights for that architecture (WV3 by default).
+
+A checkpoint the registry does not know (no weights record) that sits in a folder named after
+a sensor with its band count (DLPan-Toolbox's ``.../wv3/fusionnet.pth``) gets that sensor's
+band layout as ``model.band_layout`` (:mod:`tta.engine.bands`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,33 @@ def _from_safetensors(path: Path, arch: str | None, sensor: Any) -> nn.Module:
 
 
 def resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = None) -> nn.Module:
-    """Load the network named by ``spec`` (see the module docstring), in eval mode on CPU.
+    """Load the network named by ``spec`` (see the module docstring), in eval mode on CPU."""
+    model = _resolve_model(spec, weights, sensor)
+    file = Path(weights) if weights is not None else Path(str(spec).strip())
+    if getattr(model, "weights_record", None) is None and file.suffix in (".pth", ".pt",
+                                                                         ".ckpt"):
+        _layout_from_folder(model, file)
+    return model
+
+
+def _layout_from_folder(model: nn.Module, file: Path) -> None:
+    """``model.band_layout`` from a sensor-named parent folder (DLPan-Toolbox layout)."""
+    from tta.errors import SensorError
+    from tta.sensors import get_sensor
+
+    folder = file.resolve().parent.name
+    try:
+        found = get_sensor(folder) if folder else None
+    except SensorError:
+        return
+    if found is not None and found.n_bands == getattr(model, "n_bands", None):
+        model.band_layout = found.bands
+        model.band_layout_source = f"sensor folder {folder}/"
+
+
+def _resolve_model(spec: str, weights: str | Path | None = None, sensor: Any = None
+                   ) -> nn.Module:
+    """:func:`resolve_model` without the folder layout.
 
     Raises:
         InputError: Unknown architecture, unreadable or unrecognised checkpoint, band count

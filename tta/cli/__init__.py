@@ -96,10 +96,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, debug: bool,
 
 
 def _register() -> None:
-    from tta.cli import adapt, bench, degrade, fuse, info, inspect, models, sensors, train
+    from tta.cli import adapt, batch, bench, degrade, fuse, info, inspect, models, sensors, train
     from tta.cli import eval as eval_
 
-    for module in (sensors, info, degrade, fuse, eval_, inspect, adapt, models, train,
+    for module in (sensors, info, degrade, fuse, eval_, inspect, adapt, batch, models, train,
                    bench):
         cli.add_command(module.command)
 

@@ -9,6 +9,7 @@ import click
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    bands_option,
     check_outputs,
     device_option,
     max_value_option,
@@ -70,6 +71,7 @@ def _fmt(v: float) -> str:
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
               show_default=True, help="GeoTIFF sample type (h5 is always float32).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
@@ -80,7 +82,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
             compile_mode: str | None, dtype: str,
-            sensor: str | None, max_value: float | None, device: str,
+            sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
 
@@ -89,15 +91,13 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
         tta adapt --model fusionnet --weights wv3/fusionnet.pth --target wv2.h5 -o out.h5
     """
-    import time
-
-    from tta.checks import check_adapt_config, check_adapt_scene
-    from tta.engine import AdaptConfig, adapt_scene
+    from tta.checks import check_adapt_config
+    from tta.engine import AdaptConfig
+    from tta.engine.files import adapt_file
     from tta.errors import InputError
-    from tta.io import parse_spec, read_scene, write_fused
+    from tta.io import parse_spec
     from tta.io.product import write_json
-    from tta.memory import guard_memory
-    from tta.models import model_files, resolve_model
+    from tta.models import model_files
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
@@ -112,32 +112,24 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
                   inputs, overwrite=overwrite)
 
-    t0 = time.perf_counter()
-    scene = read_scene(target, sensor=sensor, max_value=max_value)
-    check_adapt_scene(cfg, scene)
-    model = resolve_model(model_spec, weights=weights, sensor=scene.sensor)
-    t_load = time.perf_counter() - t0
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     import sys
 
-    with guard_memory(scene, None if device == "auto" else device):
-        result = adapt_scene(model, scene, config=cfg, device=device, interface=interface,
-                             compare=compare, progress=not quiet and sys.stderr.isatty())
-        t1 = time.perf_counter()
-        write_fused(out, scene, result.fused, dtype=dtype, overwrite=overwrite)
+    result, plan = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
+                              sensor=sensor, bands=bands, max_value=max_value,
+                              interface=interface, compare=compare, device=device,
+                              dtype=dtype, overwrite=overwrite,
+                              progress=not quiet and sys.stderr.isatty())
     report = result.report
     if report["loss"].get("diverged"):
         click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report["timings"]["load"] = t_load
-    report["timings"]["write"] = time.perf_counter() - t1
-    report["output"] = out
     if adapter_path:
-        from adapters import save_adapter
+        from tta.engine.reuse import save_adapted
 
-        save_adapter(result.adapter, adapter_path, overwrite=overwrite,
-                     meta={"model": model_spec, "weights": weights, "target": target})
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
     if report_path:
         write_json(report_path, report, inputs=inputs, overwrite=overwrite)
 
@@ -148,6 +140,8 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
                f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
                f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
                f"patches ({cfg.sampler})")
+    if plan.split:
+        click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
                f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
     radiometry = report.get("radiometry") or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tta.cli.options import (
+    bands_option,
     check_outputs,
     max_value_option,
     output_option,
@@ -18,6 +19,7 @@ from tta.cli.options import (
 @click.argument("scene")
 @output_option
 @sensor_option
+@bands_option
 @max_value_option
 @overwrite_option
 @click.pass_context
@@ -26,6 +28,7 @@ def command(
     scene: str,
     output: str,
     sensor: str | None,
+    bands: str | None,
     max_value: float | None,
     overwrite: bool,
 ) -> None:
@@ -47,7 +50,7 @@ def command(
     degraded = []
     bar = progress(ctx, total=total, desc="degrade", unit="scene")
     with bar:
-        for s in iter_scenes(scene, sensor=sensor, max_value=max_value):
+        for s in iter_scenes(scene, sensor=sensor, max_value=max_value, bands=bands):
             with guard_memory(s):
                 degraded.append(degrade_scene(s))
             bar.update()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from tta.cli.options import (
+    FiniteFloat,
+    bands_option,
     check_outputs,
     device_option,
     max_value_option,
@@ -33,14 +35,20 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
               show_default=True, help="rr needs a reference gt; auto picks rr when present.")
 @click.option("--json", "json_out", default=None, metavar="OUT.json",
               help="Also write the scores as JSON.")
+@click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Multiply FUSED's values by this to get DN (default: detect a product "
+                   "scaled to 0-1 and multiply it by the scene's max value; say so).")
 @sensor_option
+@bands_option
 @max_value_option
 @device_option
 @overwrite_option
 def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | None,
-            sensor: str | None, max_value: float | None, device: str,
-            overwrite: bool) -> None:
-    """Score FUSED (a tta .h5 product or a .tif) against its scene.
+            scale: float | None, sensor: str | None, bands: str | None,
+            max_value: float | None, device: str, overwrite: bool) -> None:
+    """Score FUSED against its scene: a tta .h5 product, or any tool's product (a bare h5
+    with dataset `fused` (N,C,H,W)/(C,H,W)/(H,W,C), a MATLAB file with `I_Fus`/`fused`, a
+    GeoTIFF) with --scene SCENE.
 
     Reduced resolution (toolbox conventions, 21-pixel border cut): Q2n, Q, SAM, ERGAS, SCC,
     PSNR. Full resolution, both families (they can disagree): HQNR, D_lambda_K, D_s, QNR,
@@ -48,24 +56,33 @@ def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | N
     """
     from tta.errors import InputError
     from tta.io import parse_spec, read_scene
-    from tta.io.product import read_fused, write_json
+    from tta.io.product import conform_product, read_product, write_json
     from tta.memory import guard_memory
 
     inputs = [fused.split("#")[0], *(parse_spec(scene_spec).files if scene_spec else ())]
     check_outputs({"--json": json_out}, inputs, overwrite=overwrite)
-    image, stored = read_fused(fused, sensor=sensor)
-    scene = (read_scene(scene_spec, sensor=sensor, max_value=max_value) if scene_spec
-             else stored)
+    product = read_product(fused, sensor=sensor, bands=None if scene_spec else bands)
+    stored = product.scene
+    scene = (read_scene(scene_spec, sensor=sensor, max_value=max_value, bands=bands)
+             if scene_spec else stored)
     if scene is None:
-        raise InputError(f"{fused}: a GeoTIFF product carries no inputs; give --scene SCENE")
+        raise InputError(f"{fused}: this product ({product.origin}) carries no inputs; give "
+                         "--scene SCENE")
     if max_value is not None and not scene_spec:
         scene = scene.with_(max_value=max_value)
+    if stored is not None and scale is None:
+        image, note = conform_product(product.data, scene, scale=1.0, source=fused)
+        note = "values in DN (tta product)"
+    else:
+        image, note = conform_product(product.data, scene, scale=scale, source=fused)
     from tta.evaluation import evaluate
 
     with guard_memory(scene, None if device == "auto" else device):
         scores = evaluate(scene, image, protocol, device)
-    click.echo(f"{fused} ({scene.sensor.name}, scene {scene.source})")
+    click.echo(f"{fused} ({scene.sensor.name}, scene {scene.source}; {product.origin}, "
+               f"{note})")
     click.echo(format_scores(scores))
     if json_out:
-        write_json(json_out, {"fused": fused, "scene": scene.source, **scores},
+        write_json(json_out, {"fused": fused, "scene": scene.source,
+                              "product": {"origin": product.origin, "scale": note}, **scores},
                    [*inputs, *scene.meta.get("files", [])], overwrite=overwrite)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from tta.cli.options import max_value_option, sensor_option
+from tta.cli.options import bands_option, max_value_option, sensor_option
 
 
 def _fmt_range(r: list[float] | None) -> str:
@@ -18,7 +18,10 @@ def _describe(summary: dict) -> str:
         f"{summary['source']}",
         f"  sensor      {summary['sensor']} (ratio {summary['ratio']}, max value "
         f"{summary['max_value']:g})",
-        f"  bands       {', '.join(summary['bands'])}",
+        f"  bands       {', '.join(summary['bands'])}"
+        + (f" ({len(summary['bands'])} of the sensor's {len(summary['sensor_bands'])}; MTF "
+           f"gains {', '.join(f'{g:g}' for g in summary['mtf_ms'])})"
+           if len(summary["bands"]) != len(summary["sensor_bands"]) else ""),
         f"  resolution  {summary['resolution']}",
         f"  MS          {'x'.join(map(str, summary['ms_shape']))}  DN "
         f"{_fmt_range(summary['ms_range'])}",
@@ -47,9 +50,11 @@ def _describe(summary: dict) -> str:
 @click.command("info")
 @click.argument("scene")
 @sensor_option
+@bands_option
 @max_value_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def command(scene: str, sensor: str | None, max_value: float | None, as_json: bool) -> None:
+def command(scene: str, sensor: str | None, bands: str | None, max_value: float | None,
+            as_json: bool) -> None:
     """Describe SCENE: shapes, sensor, DN ranges, nodata share, georeferencing.
 
     Every sample of a multi-sample h5 file is listed unless SCENE names one (FILE.h5#K).
@@ -57,7 +62,7 @@ def command(scene: str, sensor: str | None, max_value: float | None, as_json: bo
     from tta.io import iter_scenes
 
     out = []
-    for s in iter_scenes(scene, sensor=sensor, max_value=max_value):
+    for s in iter_scenes(scene, sensor=sensor, max_value=max_value, bands=bands):
         summary = s.summary()
         if "pan_offset_px" in s.meta:
             summary["pan_offset_px"] = [float(v) for v in s.meta["pan_offset_px"]]

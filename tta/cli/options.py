@@ -31,6 +31,13 @@ sensor_option = click.option(
     default=None,
     help="Sensor preset (see `tta sensors`) or a YAML sensor file; overrides the file's.",
 )
+bands_option = click.option(
+    "--bands",
+    metavar="B1,B2,...",
+    default=None,
+    help="MS band names in channel order (e.g. blue,green,red,nir); overrides the file's. "
+         "A subset of the sensor's bands gets the sensor restricted to them.",
+)
 max_value_option = click.option(
     "--max-value",
     type=FiniteFloat(min=0, min_open=True),

@@ -17,6 +17,9 @@ def command(name: str | None) -> None:
     if name:
         data = asdict(get_sensor(name))
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        data["layouts"] = {n: list(b) for n, b in data["layouts"].items()}
+        if not data["subset_of"]:
+            del data["subset_of"]
         click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
         return
     rows = [("name", "bands", "ratio", "bits", "max", "MTF MS (Nyquist)", "MTF PAN")]

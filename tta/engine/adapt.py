@@ -204,13 +204,19 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     from adapters import create_adapter
     from tta.device import resolve_device
     from tta.engine.reduced import reduced_pairs, reduced_scene
-    from tta.engine.tiling import tiled_fuse
+    from tta.engine.tiling import fitted_tile, tiled_fuse
     from tta.losses import PhysicsLoss
     from tta.physics import coregistration_phases, interp23tap
     from tta.sampling import extract_scene_patches
 
     cfg = (config or AdaptConfig()).replace(**overrides)
     check_adapt_scene(cfg, scene)
+    from tta.engine.bands import plan_bands
+
+    plan = plan_bands(model, scene)
+    if plan.split:
+        return _adapt_split(model, scene, plan, cfg, device=device, interface=interface,
+                            compare=compare, progress=progress, forward_fn=forward_fn)
     dev = resolve_device(device)
     clock = _Clock(dev)
     sensor = scene.sensor
@@ -229,6 +235,9 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     harmony = level_gain(scene.pan, model_max_value(model, scene.max_value),
                          source_level=getattr(getattr(model, "weights_record", None),
                                               "pan_level", None), nodata=scene.nodata)
+    from tta.engine.reuse import state_digest
+
+    digest = state_digest(model)
     # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
     # reachable as result.adapter.decomposition.model).
     model = copy.deepcopy(model).to(dev).eval()
@@ -275,8 +284,9 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         if compare:
             with clock.stage("direct_infer"):
                 d_overlap, d_margin = _blending(cfg, run_model, n_bands, ratio, dev)
+                d_tile = fitted_tile(*pan.shape[-2:], cfg.tile, d_overlap, ratio)
                 direct = tiled_fuse(run_model, ms[0], pan[0, 0], lms[0], ratio=ratio,
-                                    tile=cfg.tile, overlap=d_overlap, margin=d_margin,
+                                    tile=d_tile, overlap=d_overlap, margin=d_margin,
                                     batch_size=cfg.inference_batch, device=dev,
                                     progress=progress)
 
@@ -340,10 +350,11 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
     chosen = run_direct if decision is not None and decision.choice == "direct" else run_adapted
     with clock.stage("infer"):
         overlap, margin = _blending(cfg, chosen, n_bands, ratio, dev)
+        tile = fitted_tile(*pan.shape[-2:], cfg.tile, overlap, ratio)
         if chosen is run_direct and direct is not None:
             fused = direct.copy()
         else:
-            fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=cfg.tile,
+            fused = tiled_fuse(chosen, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=tile,
                                overlap=overlap, margin=margin,
                                batch_size=cfg.inference_batch, device=dev, progress=progress)
     fused *= scale
@@ -356,7 +367,12 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
 
     report = _report(model, scene, cfg, dev, dec, adapter, sample_info, calib, curve,
                      parts_first, parts_last, clock.times, phase, (overlap, margin), harmony)
+    report["inference"]["tile"] = tile
     report["decision"] = decision.to_dict() if decision is not None else None
+    report["bands"] = plan.to_dict(cfg.other_bands)
+    report["model"].update(state_sha256=digest,
+                           weights_sha256=getattr(getattr(model, "weights_record", None),
+                                                  "sha256", None))
     report["loss"].update(diverged=diverged_at is not None, diverged_at_step=diverged_at)
     if compare:
         from tta.evaluation import evaluate
@@ -369,6 +385,43 @@ def adapt_scene(model: nn.Module, scene: Any, *, config: AdaptConfig | None = No
         report["timings"]["evaluate"] = clock.times["evaluate"]
     return AdaptResult(fused=fused, report=report, adapter=adapter, decomposition=dec,
                        direct=direct)
+
+
+def _adapt_split(model: nn.Module, scene: Any, plan: Any, cfg: AdaptConfig, *,
+                 compare: bool, **kw: Any) -> AdaptResult:
+    """:func:`adapt_scene` on the network's bands (:mod:`tta.engine.bands`), the others fused
+    by ``cfg.other_bands``; products, report and metrics are of the whole scene, in its band
+    order."""
+    from tta.classical import fuse_scene
+    from tta.device import resolve_device
+    from tta.engine.bands import assemble
+
+    res = adapt_scene(model, plan.part(scene, plan.net_index), config=cfg, compare=compare,
+                      **kw)
+    t0 = time.perf_counter()
+    other = None
+    if plan.other_index:
+        other = fuse_scene(plan.part(scene, plan.other_index), cfg.other_bands,
+                           device=resolve_device(kw.get("device", "auto")))
+    t_other = time.perf_counter() - t0
+    fused = assemble(plan, scene.shape, res.fused, other)
+    direct = None if res.direct is None else assemble(plan, scene.shape, res.direct, other)
+    report = res.report
+    report["scene"] = {"source": scene.source, "sensor": scene.sensor.name,
+                       "shape": list(scene.shape), "ratio": scene.ratio,
+                       "max_value": scene.max_value}
+    report["bands"] = plan.to_dict(cfg.other_bands)
+    report["timings"]["other_bands"] = t_other
+    report["timings"]["adapt_and_infer"] += t_other
+    if compare:
+        from tta.evaluation import evaluate
+
+        protocol = "both" if scene.is_reduced else "fr"
+        report["metrics"] = {"direct": evaluate(scene, direct, protocol, kw.get("device")),
+                             "adapted": evaluate(scene, fused, protocol, kw.get("device"))}
+    return AdaptResult(fused=fused, report=report, adapter=res.adapter,
+                       decomposition=res.decomposition, direct=direct,
+                       extras={**res.extras, "band_plan": plan})
 
 
 def _harmonise(h: Any, model: nn.Module, forward_fn: ForwardFn, reduced: Any, ratio: int,
@@ -595,6 +648,7 @@ def _report(model: nn.Module, scene: Any, cfg: AdaptConfig, dev: torch.device,
         "radiometry": harmony.to_dict(),
         "coregistration_phase": phase.tolist() if phase is not None else None,
         "loss": {"curve": curve, "first": first, "last": last},
-        "inference": {"tile": cfg.tile, "overlap": overlap[0], "margin": overlap[1]},
+        "inference": {"tile": cfg.tile, "max_tile": cfg.tile, "overlap": overlap[0],
+                      "margin": overlap[1]},
         "timings": timings,
     }

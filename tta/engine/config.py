@@ -39,7 +39,9 @@ class AdaptConfig:
         spatial_loss: ``zpnn`` (thresholded correlation, Z-PNN) or ``drho``.
         coregister: Use each band's coregistration phase in the spectral loss.
         calibration_batches: SWIFT's gradient-probe batches.
-        tile: Inference tile side on the PAN grid.
+        tile: Largest inference tile side on the PAN grid; the engine fits the tile to the
+            scene at or below it (:func:`tta.engine.tiling.fitted_tile`: a scene that fits
+            runs as one tile).
         overlap: Inference tile overlap; None = from the model's measured receptive field.
         inference_batch: Tiles per inference batch; None = from free memory (CUDA) or 256² px.
         amp: bf16 autocast and TF32 on CUDA (ignored on CPU).
@@ -60,6 +62,9 @@ class AdaptConfig:
             reduced-resolution self-check or the full-resolution HQNR;
             :mod:`tta.engine.decision`.
         decision_tolerance: Largest loss on one family the decision accepts.
+        other_bands: Classical method (``tta.classical``) that fuses the scene's bands the
+            network was not trained on (Landsat SWIR beside a 4-band network);
+            :mod:`tta.engine.bands`.
     """
 
     adapter: str = "ft"
@@ -77,7 +82,7 @@ class AdaptConfig:
     spatial_loss: str = "zpnn"
     coregister: bool = True
     calibration_batches: int = 1
-    tile: int = 256
+    tile: int = 512
     overlap: int | None = None
     inference_batch: int | None = None
     amp: bool = True
@@ -88,6 +93,7 @@ class AdaptConfig:
     harmonise: bool = True
     decide: bool = True
     decision_tolerance: float = 0.002
+    other_bands: str = "mtf-glp-hpm"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,6 +134,11 @@ class AdaptConfig:
         if not (math.isfinite(self.decision_tolerance) and 0 <= self.decision_tolerance < 1):
             raise InputError(f"decision_tolerance must lie in [0, 1), got "
                              f"{self.decision_tolerance}")
+        from tta.classical import list_methods
+
+        if self.other_bands not in list_methods():
+            raise InputError(f"other_bands must be a classical method ({', '.join(list_methods())}"
+                             f"), got {self.other_bands!r}")
         if not 0.0 <= self.max_nodata < 1.0:
             raise InputError(f"max_nodata must lie in [0, 1), got {self.max_nodata}")
 

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from tta.device import resolve_device
 
-__all__ = ["blend_window", "tile_corners", "tiled_fuse"]
+__all__ = ["blend_window", "fitted_tile", "tile_corners", "tiled_fuse"]
 
 #: ``fn(ms_t, pan_t, lms_t) -> fused_t`` on batched tiles, see :func:`tiled_fuse`.
 FuseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -110,6 +110,34 @@ def _axis_starts(length: int, tile: int, stride: int) -> np.ndarray:
     if length <= tile:
         return np.zeros(1, dtype=np.int64)
     return np.append(np.arange(0, length - tile, stride, dtype=np.int64), length - tile)
+
+
+def fitted_tile(height: int, width: int, max_tile: int, overlap: int, ratio: int) -> int:
+    """The tile side, at most ``max_tile``, that computes the fewest pixels on this scene.
+
+    Tiles overlap, and a scene axis shorter than the tile is padded to it, so a fixed tile
+    computes more pixels than the scene has (a 512² scene with 256² tiles and an overlap of
+    64 runs nine tiles, 2.3x its pixels). Among the multiples of ``ratio`` in
+    ``(overlap, max_tile]`` this picks the side minimising ``rows * cols * tile²`` for
+    :func:`tile_corners`' grid (the largest side on ties: fewer, larger tiles), so a scene
+    that fits in one tile runs as one tile.
+
+    Example:
+        >>> fitted_tile(512, 512, 512, 64, 4), fitted_tile(640, 1280, 512, 104, 4)
+        (512, 400)
+    """
+    _check_tiling(max_tile, overlap, ratio)  # validates max_tile, overlap and ratio
+    best, best_cost = max_tile, None
+    for tile in range(max_tile, overlap, -ratio):
+        if tile - overlap < ratio:
+            break
+        stride = (tile - overlap) // ratio * ratio
+        n_rows = len(_axis_starts(int(height), tile, stride))
+        n_cols = len(_axis_starts(int(width), tile, stride))
+        cost = n_rows * n_cols * tile * tile
+        if best_cost is None or cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def tile_corners(height: int, width: int, tile: int, overlap: int, ratio: int) -> Tensor:

@@ -6,13 +6,19 @@ A *scene spec* names what to read:
 * ``scene.mat`` - MATLAB file with ``I_MS_LR`` and ``I_PAN`` (v5 or v7.3);
 * ``ms.tif+pan.tif`` - GeoTIFF pair; the last file is PAN, the ones before it are MS files
   stacked band-wise in order (``B2.tif+B3.tif+B4.tif+B5.tif+B8.tif`` for Landsat 8);
-* ``scene.yaml`` - a manifest ``{ms: FILE or [FILES], pan: FILE, sensor: NAME}`` for GeoTIFFs.
+* ``scene.yaml`` - a manifest ``{ms: FILE or [FILES], pan: FILE, sensor: NAME}`` for GeoTIFFs,
+  optionally ``bands: [blue, green, red, nir]``.
+
+Every reader takes ``bands`` (the MS band names, ``--bands`` on the command line), which
+overrides the layout a file declares (h5 attribute ``bands``, GeoTIFF band descriptions, MATLAB
+variable ``bands``, the manifest's ``bands``); see :class:`Scene` for how names are matched to
+the sensor.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,7 @@ __all__ = [
     "check_output_path",
     "count_scenes",
     "iter_scenes",
+    "parse_bands",
     "parse_spec",
     "read_geotiff_pair",
     "read_h5",
@@ -60,6 +67,28 @@ class SceneSpec:
     index: int | None = None
     sensor: str | None = None
     max_value: float | None = None
+    bands: tuple[str, ...] | None = None
+
+
+def parse_bands(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"blue,green,red,nir"`` (or a list) as band names; None stays None.
+
+    Raises:
+        InputError: Empty names, a name given twice.
+    """
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else [str(b) for b in text]
+    names = tuple(b.strip() for b in items)
+    if not names or not all(names):
+        raise InputError(f"--bands {text!r}: give comma-separated band names, e.g. "
+                         "blue,green,red,nir")
+    from tta.sensors.bands import canonical_band
+
+    canon = [canonical_band(b) for b in names]
+    if len(set(canon)) != len(canon):
+        raise InputError(f"--bands {text!r}: a band is named twice")
+    return names
 
 
 def _manifest(path: Path) -> SceneSpec:
@@ -83,8 +112,11 @@ def _manifest(path: Path) -> SceneSpec:
             raise InputError(f"{path}: 'max_value' must be a positive number, got "
                              f"{data['max_value']!r}")
     sensor = data.get("sensor")
+    bands = data.get("bands")
+    if bands is not None and not isinstance(bands, (list, str)):
+        raise InputError(f"{path}: 'bands' must be a list of band names")
     return SceneSpec("geotiff", files, sensor=None if sensor is None else str(sensor),
-                     max_value=max_value)
+                     max_value=max_value, bands=parse_bands(bands))
 
 
 def parse_spec(spec: str | Path) -> SceneSpec:
@@ -130,17 +162,37 @@ def read_scene(
     *,
     sensor: str | Sensor | None = None,
     max_value: float | None = None,
+    bands: str | Sequence[str] | None = None,
 ) -> Scene:
-    """Read one scene from a scene spec; ``sensor``/``max_value`` override the file's."""
+    """Read one scene from a scene spec; ``sensor``/``max_value``/``bands`` (MS band names,
+    e.g. ``"blue,green,red,nir"``) override the file's."""
     parsed = parse_spec(spec)
+    bands = parse_bands(bands) if bands is not None else parsed.bands
     sensor = sensor if sensor is not None else parsed.sensor
     max_value = max_value if max_value is not None else parsed.max_value
     if parsed.kind == "h5":
-        return read_h5(parsed.files[0], parsed.index, sensor=sensor, max_value=max_value)
-    if parsed.kind == "mat":
-        return read_mat(parsed.files[0], sensor=sensor, max_value=max_value)
-    return read_geotiff_pair(parsed.files[:-1], parsed.files[-1], sensor=sensor,
-                             max_value=max_value)
+        scene = read_h5(parsed.files[0], parsed.index, sensor=sensor, max_value=max_value,
+                        bands=bands)
+    elif parsed.kind == "mat":
+        scene = read_mat(parsed.files[0], sensor=sensor, max_value=max_value, bands=bands)
+    else:
+        scene = read_geotiff_pair(parsed.files[:-1], parsed.files[-1], sensor=sensor,
+                                  max_value=max_value, bands=bands)
+    return _check_named(scene, bands)
+
+
+def _check_named(scene: Scene, bands: Sequence[str] | None) -> Scene:
+    """Names given by the user must all be bands this toolkit knows or the sensor's."""
+    from tta.sensors.bands import canonical_band, known_band
+
+    if bands is not None:
+        own = {canonical_band(b) for b in (scene.sensor.subset_of or scene.sensor.bands)}
+        odd = [b for b in bands if not known_band(b) and canonical_band(b) not in own]
+        if odd:
+            raise InputError(f"{scene.source}: unknown band name(s) {', '.join(odd)} for "
+                             f"sensor {scene.sensor.name} "
+                             f"({','.join(scene.sensor.subset_of or scene.sensor.bands)})")
+    return scene
 
 
 def iter_scenes(
@@ -148,13 +200,17 @@ def iter_scenes(
     *,
     sensor: str | Sensor | None = None,
     max_value: float | None = None,
+    bands: str | Sequence[str] | None = None,
 ) -> Iterator[Scene]:
     """Iterate over every scene a spec names (all samples of an h5 file without ``#K``)."""
     parsed = parse_spec(spec)
     if parsed.kind == "h5" and parsed.index is None:
-        yield from iter_h5(parsed.files[0], sensor=sensor, max_value=max_value)
+        names = parse_bands(bands)
+        for scene in iter_h5(parsed.files[0], sensor=sensor, max_value=max_value,
+                             bands=names):
+            yield _check_named(scene, names)
     else:
-        yield read_scene(spec, sensor=sensor, max_value=max_value)
+        yield read_scene(spec, sensor=sensor, max_value=max_value, bands=bands)
 
 
 def count_scenes(spec: str | Path) -> int:

@@ -209,9 +209,12 @@ def atomic_output(
     from tta.interrupts import deferred_signals, raise_pending
 
     out = check_output_path(path, inputs, overwrite=overwrite)
-    with deferred_signals():  # no signal between creating the file and the finally below
-        tmp = _temp_file(out.parent, out.name)
+    tmp: Path | None = None
     try:
+        # A signal held back while the file is created is raised as this block ends: tmp is
+        # set by then, so the finally below removes the file.
+        with deferred_signals():
+            tmp = _temp_file(out.parent, out.name)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
@@ -219,5 +222,5 @@ def atomic_output(
         raise_pending()
         os.replace(tmp, out)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()

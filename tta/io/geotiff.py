@@ -305,6 +305,7 @@ def read_geotiff_pair(
     sensor: str | Sensor | None = None,
     max_value: float | None = None,
     window: tuple[int, int, int, int] | None = None,
+    bands: Sequence[str] | None = None,
 ) -> Scene:
     """Read an MS/PAN GeoTIFF pair as a :class:`Scene`, aligned by its georeferencing.
 
@@ -319,6 +320,7 @@ def read_geotiff_pair(
         max_value: DN scale; overrides the sensor's nominal value.
         window: ``(row, col, height, width)`` in MS pixels of the aligned grid: read only this
             sub-region (PAN: ``ratio`` times it).
+        bands: MS band names, overriding the files' band descriptions.
 
     Returns:
         The scene, with ``transform`` (the cropped PAN grid's ``Affine``), ``crs`` (``EPSG:n``
@@ -342,6 +344,7 @@ def read_geotiff_pair(
         )
     from affine import Affine
 
+    band_names = bands
     resolved = get_sensor(sensor)
     with contextlib.ExitStack() as stack:
         ms_ds = [_open(stack, p) for p in ms_files]
@@ -370,6 +373,8 @@ def read_geotiff_pair(
         ms[:, _full_blocks(mask, al.ratio)] = 0
     if bands is not None and len(bands) != ms.shape[0]:
         bands = None
+    if band_names is not None:
+        bands = tuple(band_names)
     return Scene(
         ms=ms,
         pan=pan,

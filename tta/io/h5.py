@@ -112,7 +112,8 @@ def _number_attr(attrs: Any, path: Path, key: str, *, integer: bool = False) -> 
 
 
 def _read_sample(
-    f, path: Path, index: int, sensor: Sensor, max_value: float | None
+    f, path: Path, index: int, sensor: Sensor, max_value: float | None,
+    band_names: Sequence[str] | None = None,
 ) -> tuple[Scene, np.ndarray | None]:
     ms, pan, gt, fused, nodata, n = _layout(f, path)
     if not -n <= index < n:
@@ -128,6 +129,8 @@ def _read_sample(
         bands = tuple(b.strip() for b in _text(attrs["bands"]).split(",") if b.strip())
     if bands is not None and len(bands) != ms.shape[1]:
         bands = None  # a stale attribute must not block reading; Scene uses the sensor's
+    if band_names is not None:
+        bands = tuple(band_names)
     mask = None
     if nodata is not None:
         mask = np.asarray(nodata[index]).reshape(pan.shape[-2:]).astype(bool)
@@ -170,6 +173,7 @@ def read_h5(
     sensor: str | Sensor | None = None,
     max_value: float | None = None,
     with_fused: bool = False,
+    bands: Sequence[str] | None = None,
 ) -> Scene | tuple[Scene, np.ndarray | None]:
     """Read one sample of a PanCollection h5 file as a :class:`Scene`.
 
@@ -180,6 +184,7 @@ def read_h5(
             PanCollection files without attributes).
         max_value: DN scale; overrides the file attribute and the sensor's nominal value.
         with_fused: Also return the file's ``fused`` product (or None).
+        bands: MS band names, overriding the file's ``bands`` attribute.
 
     Raises:
         InputError: Missing file, not HDF5, wrong datasets, index out of range, or a
@@ -192,12 +197,14 @@ def read_h5(
             if n != 1:
                 raise InputError(f"{path}: holds {n} samples; pick one as {path}#K (K < {n})")
             index = 0
-        scene, fused = _read_sample(f, path, index, _resolve_sensor(f, path, sensor), max_value)
+        scene, fused = _read_sample(f, path, index, _resolve_sensor(f, path, sensor), max_value,
+                                    bands)
     return (scene, fused) if with_fused else scene
 
 
 def iter_h5(
-    path: str | Path, *, sensor: str | Sensor | None = None, max_value: float | None = None
+    path: str | Path, *, sensor: str | Sensor | None = None, max_value: float | None = None,
+    bands: Sequence[str] | None = None,
 ) -> Iterator[Scene]:
     """Iterate over every sample of a PanCollection h5 file (one read per sample)."""
     path = Path(path)
@@ -205,7 +212,7 @@ def iter_h5(
         n = _layout(f, path)[-1]
         resolved = _resolve_sensor(f, path, sensor)
         for i in range(n):
-            yield _read_sample(f, path, i, resolved, max_value)[0]
+            yield _read_sample(f, path, i, resolved, max_value, bands)[0]
 
 
 def write_h5(

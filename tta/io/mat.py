@@ -14,6 +14,7 @@ transposed back. v7.3 strings are uint16 character arrays (``MATLAB_class`` ``ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tta.sensors import Sensor, get_sensor
 __all__ = ["read_mat"]
 
 _V73_TAG = b"MATLAB 7.3 MAT-file"
-_WANTED = ("I_MS_LR", "I_PAN", "I_GT", "ratio", "L", "sensor")
+_WANTED = ("I_MS_LR", "I_PAN", "I_GT", "ratio", "L", "sensor", "bands")
 _REQUIRED = ("I_MS_LR", "I_PAN")
 
 
@@ -69,7 +70,7 @@ def _check_v5_complete(path: Path) -> None:
             f.seek(pos)
 
 
-def _load_v5(path: Path) -> tuple[dict[str, Any], list[str]]:
+def _load_v5(path: Path, want: tuple[str, ...] = _WANTED) -> tuple[dict[str, Any], list[str]]:
     """Variables of interest (as numpy values) and the names of all variables."""
     import scipy.io
 
@@ -77,7 +78,7 @@ def _load_v5(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         entries = scipy.io.whosmat(path)
         names = [entry[0] for entry in entries]
-        wanted = [n for n in _WANTED if n in names]
+        wanted = [n for n in want if n in names]
         check_size(path, [e[1] for e in entries if e[0] in wanted], itemsize=8)
         data = scipy.io.loadmat(path, variable_names=wanted) if wanted else {}
     except InputError:
@@ -95,13 +96,13 @@ def _v5_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- v7.3 (h5py)
-def _load_v73(path: Path) -> tuple[dict[str, Any], list[str]]:
+def _load_v73(path: Path, want: tuple[str, ...] = _WANTED) -> tuple[dict[str, Any], list[str]]:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             names = sorted(k for k in f.keys() if not k.startswith("#"))
-            present = [n for n in _WANTED if n in f]
+            present = [n for n in want if n in f]
             datasets = {n: check_h5_dataset(f, path, n, numeric=False) for n in present}
             check_size(path, [ds.shape for ds in datasets.values()], itemsize=8)
             out = {n: _v73_value(ds, path, n) for n, ds in datasets.items()}
@@ -129,20 +130,20 @@ def _v73_value(ds: Any, path: Path, name: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------- scene
-def _load(path: Path) -> tuple[dict[str, Any], list[str], str]:
+def _load(path: Path, want: tuple[str, ...] = _WANTED) -> tuple[dict[str, Any], list[str], str]:
     check_local_path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if _is_v73(path):
-        return (*_load_v73(path), "7.3")
+        return (*_load_v73(path, want), "7.3")
     try:
-        return (*_load_v5(path), "5")
+        return (*_load_v5(path, want), "5")
     except InputError:
         import h5py
 
         if not h5py.is_hdf5(path):
             raise
-        return (*_load_v73(path), "7.3")
+        return (*_load_v73(path, want), "7.3")
 
 
 def _scalar(values: dict[str, Any], path: Path, name: str) -> float | None:
@@ -208,6 +209,7 @@ def read_mat(
     *,
     sensor: str | Sensor | None = None,
     max_value: float | None = None,
+    bands: Sequence[str] | None = None,
 ) -> Scene:
     """Read a toolbox-convention ``.mat`` file (v5/v7 or v7.3) as a :class:`Scene`.
 
@@ -217,6 +219,8 @@ def read_mat(
             file has none or names an unknown sensor).
         max_value: DN scale; overrides ``2**L - 1`` from the file's ``L`` and the sensor's
             nominal value.
+        bands: MS band names; override the file's ``bands`` variable (a comma-separated
+            string, e.g. ``'blue,green,red,nir'``).
 
     Raises:
         InputError: Missing or unreadable file, missing ``I_MS_LR``/``I_PAN`` (the message
@@ -237,6 +241,8 @@ def read_mat(
     if max_value is None and bit_depth is not None:
         max_value = 2.0 ** bit_depth - 1
     gt = values.get("I_GT")
+    if bands is None and isinstance(values.get("bands"), str) and values["bands"]:
+        bands = [b.strip() for b in values["bands"].split(",") if b.strip()]
     return Scene(
         ms=_channel_first(values["I_MS_LR"], path, "I_MS_LR", (2, 3)),
         pan=_pan(values["I_PAN"], path),
@@ -244,6 +250,7 @@ def read_mat(
         sensor=resolved,
         ratio=_ratio(values, path),
         max_value=max_value,
+        band_names=None if bands is None else tuple(bands),
         source=str(path),
         meta={"files": [str(path)], "mat_version": version, "variables": names},
     )

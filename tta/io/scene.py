@@ -24,7 +24,11 @@ class Scene:
         gt: Optional reference HRMS ``(C, H, W)`` (reduced-resolution / Wald sets).
         ratio: PAN/MS scale ratio; defaults to the sensor's.
         max_value: Nominal maximum DN; defaults to the sensor's.
-        band_names: MS band names; default to the sensor's.
+        band_names: MS band names; default to the sensor's (or, for fewer bands than the
+            sensor's, its standard layout of that many bands, ``Sensor.layouts``). Names that
+            are some of the sensor's bands restrict ``sensor`` to them
+            (:meth:`tta.sensors.Sensor.restrict`: MTF gains by name), so every operator
+            downstream sees the scene's own layout.
         nodata: Optional boolean mask ``(H, W)``, True where PAN or any MS band has no data.
             Values under the mask are not validated and are stored as 0.
         nodata_value: The DN that marks nodata in the source file, when it declared one.
@@ -57,8 +61,8 @@ class Scene:
         self.max_value = float(
             self.max_value if self.max_value is not None else self.sensor.max_value
         )
-        self.band_names = tuple(self.band_names or self.sensor.bands)
         self.ms = np.ascontiguousarray(self.ms, dtype=np.float32)
+        self._fit_layout()
         self.pan = np.ascontiguousarray(self.pan, dtype=np.float32)
         if self.gt is not None:
             self.gt = np.ascontiguousarray(self.gt, dtype=np.float32)
@@ -67,6 +71,30 @@ class Scene:
         self._validate()
 
     # ------------------------------------------------------------------ validation
+    def _fit_layout(self) -> None:
+        """Match the scene's bands to its sensor by name (see ``band_names``)."""
+        from tta.errors import SensorError
+        from tta.sensors.bands import format_layout, known_band
+
+        names = tuple(self.band_names) if self.band_names else None
+        c = self.ms.shape[0] if self.ms.ndim == 3 else None
+        if names is None and c is not None and c != self.sensor.n_bands:
+            names = self.sensor.layouts.get(c)
+        if names is None or len(names) != c:
+            self.band_names = tuple(names or self.sensor.bands)
+            return  # _validate says what does not fit
+        if len(names) == self.sensor.n_bands and not all(known_band(b) for b in names):
+            # free-text labels ("Band 1", ...) of a full scene: the sensor's layout
+            self.band_names = names
+            return
+        try:
+            self.sensor = self.sensor.restrict(names)
+        except SensorError as exc:
+            raise self._fail(str(exc)) from None
+        self.band_names = names
+        if self.sensor.subset_of:
+            self.meta.setdefault("bands_of", format_layout(self.sensor.subset_of))
+
     def _fail(self, problem: str) -> InputError:
         return InputError(f"{self.source}: {problem}")
 
@@ -88,7 +116,9 @@ class Scene:
             )
         if c != self.sensor.n_bands:
             raise self._fail(
-                f"MS has {c} bands but sensor {self.sensor.name} has {self.sensor.n_bands}"
+                f"MS has {c} bands but sensor {self.sensor.name} has {self.sensor.n_bands} "
+                f"({','.join(self.sensor.bands)}); name the scene's bands (--bands "
+                "B1,B2,...)"
             )
         if len(self.band_names) != c:
             raise self._fail(f"{len(self.band_names)} band names given for {c} MS bands")
@@ -157,6 +187,8 @@ class Scene:
             "ratio": self.ratio,
             "max_value": self.max_value,
             "bands": list(self.band_names),
+            "sensor_bands": list(self.sensor.subset_of or self.sensor.bands),
+            "mtf_ms": list(self.sensor.mtf_ms),
             "resolution": "reduced" if self.is_reduced else "full",
             "ms_shape": list(self.ms.shape),
             "pan_shape": list(self.pan.shape),

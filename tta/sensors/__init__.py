@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -23,7 +23,7 @@ import yaml
 
 from tta.errors import SensorError
 
-__all__ = ["Sensor", "get_sensor", "list_sensors", "load_sensor_file"]
+__all__ = ["Sensor", "canonical_band", "get_sensor", "list_sensors", "load_sensor_file"]
 
 _REQUIRED = ("name", "bands", "ratio", "bit_depth", "max_value", "mtf_ms", "mtf_pan")
 
@@ -43,6 +43,11 @@ class Sensor:
         mtf_pan: MTF gain at Nyquist of the PAN channel.
         aliases: Other accepted names (upper case).
         mtf_reference: Where the MTF gains come from.
+        layouts: Standard products of the sensor with fewer bands, by band count (a 4-band
+            WorldView bundle is blue, green, red, nir1): the layout a scene of that many
+            bands gets when it does not name its bands.
+        subset_of: For a record restricted to some bands (:meth:`restrict`), the full
+            preset's bands; empty otherwise.
     """
 
     name: str
@@ -55,6 +60,19 @@ class Sensor:
     mtf_pan: float
     aliases: tuple[str, ...] = ()
     mtf_reference: str = ""
+    layouts: dict[int, tuple[str, ...]] = field(default_factory=dict, hash=False, compare=False)
+    subset_of: tuple[str, ...] = ()
+
+    def restrict(self, bands: tuple[str, ...] | list[str]) -> Sensor:
+        """This sensor restricted to ``bands`` (matched by name, synonyms accepted), in that
+        order, each with its own MTF gain; ``self`` when they are its bands in its order.
+
+        Raises:
+            SensorError: A band is not one of the sensor's (the message names both layouts).
+        """
+        from tta.sensors.bands import restrict_sensor
+
+        return restrict_sensor(self, bands)
 
     @property
     def n_bands(self) -> int:
@@ -89,6 +107,8 @@ class Sensor:
                 mtf_pan=float(data["mtf_pan"]),
                 aliases=tuple(str(a).upper() for a in data.get("aliases") or ()),
                 mtf_reference=str(data.get("mtf_reference", "")),
+                layouts={int(k): tuple(str(b) for b in v)
+                         for k, v in (data.get("layouts") or {}).items()},
             )
         except (TypeError, ValueError) as exc:
             raise SensorError(f"{origin}: invalid value ({exc})") from None
@@ -109,6 +129,17 @@ class Sensor:
         for g in (*self.mtf_ms, self.mtf_pan):
             if not 0.0 < g < 1.0:
                 raise SensorError(f"{origin}: MTF Nyquist gains must lie in (0, 1), got {g}")
+        for count, layout in self.layouts.items():
+            if count != len(layout):
+                raise SensorError(f"{origin}: layout {count} lists {len(layout)} bands")
+            self.restrict(layout)  # every band of a layout must be one of the sensor's
+
+
+def canonical_band(name: str) -> str:
+    """The canonical name of a band (``nir1`` -> ``nir``, ``red-edge`` -> ``rededge``)."""
+    from tta.sensors.bands import canonical_band as _canon
+
+    return _canon(name)
 
 
 def _preset_files() -> dict[str, Any]:
