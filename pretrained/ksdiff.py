@@ -36,9 +36,9 @@ network with L1 to ``gt`` (``z = plfe1(pan, lms, gt)``); stage ``diffuse`` (``--
 pretrain weights) freezes ``plfe1`` and trains the diffusion jointly with the regressor,
 ``L = |z0 - z_theta(z_t, t, c)|_1 + |gt - net(pan, lms; DDIM sample of z)|_1``.
 
-Global prior: ``z`` pools the whole input, so the network has no finite receptive field; tiled
-fusion (``tta adapt``) needs tiles of at least 276 PAN pixels (``--tile 512``), and each tile
-samples its own prior.
+Global prior: ``z`` pools the whole input, so the network has no finite receptive field and no
+tiling is exact; ``tta adapt`` overlaps its tiles by half a tile, and each tile samples its own
+prior.
 
 Reference:
     H. Jin, Z. Cao, L.-J. Deng, J. Li, "Fast Kernel-Space Diffusion for Remote Sensing
