@@ -4,7 +4,7 @@ Every model is a :class:`PansharpeningNet` with ``forward(ms, pan, lms) -> hrms`
 divided by the sensor's max value (see :mod:`pretrained._base`). Architectures (one file each,
 following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``dicnn``,
 ``msdcnn``; and the architectures we train ourselves (``tta train``): ``lagconv``,
-``diffusion_teacher``, ``diffusion_student`` and ``fose``. :func:`load` reads a checkpoint from a
+``diffusion_teacher``, ``diffusion_student``, ``fose`` and ``ksdiff``. :func:`load` reads a checkpoint from a
 path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
 :mod:`pretrained.zoo`); :func:`load_model` takes any ``--model`` form (:mod:`pretrained.spec`,
 the one grammar; :mod:`pretrained.checkpoint`, the one reader)::
@@ -35,6 +35,7 @@ from pretrained.dicnn import DiCNN  # noqa: E402  isort: skip
 from pretrained.diffusion import DiffusionTeacher, OneStepStudent  # noqa: E402  isort: skip
 from pretrained.fose import Fose  # noqa: E402  isort: skip
 from pretrained.fusionnet import FusionNet  # noqa: E402  isort: skip
+from pretrained.ksdiff import KSDiff  # noqa: E402  isort: skip
 from pretrained.lagconv import LAGConvNet  # noqa: E402  isort: skip
 from pretrained.msdcnn import MSDCNN  # noqa: E402  isort: skip
 from pretrained.pannet import PanNet  # noqa: E402  isort: skip
@@ -50,6 +51,7 @@ __all__ = [
     "DiffusionTeacher",
     "Fose",
     "FusionNet",
+    "KSDiff",
     "LAGConvNet",
     "ModelSpec",
     "OneStepStudent",

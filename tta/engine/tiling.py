@@ -174,6 +174,11 @@ def tile_corners(height: int, width: int, tile: int, overlap: int, ratio: int) -
 
 
 # ---------------------------------------------------------------------- overlap policy
+#: Side (PAN pixels) of the receptive-field probe; a radius reaching its border means the
+#: network sees the whole input.
+PROBE_SIZE = 128
+
+
 def receptive_radius(fn: FuseFn, n_bands: int, ratio: int, *, device: torch.device,
                      dtype: torch.dtype = torch.float32, size: int = 128) -> int:
     """Measured receptive radius (PAN pixels) of ``fn``: how far an impulse in the inputs moves
@@ -215,15 +220,20 @@ def blend_geometry(fn: FuseFn, tile: int, overlap: int | None, n_bands: int, rat
 
     The margin (tile-edge pixels given zero weight) is the measured receptive radius rounded
     up to the ratio, so for a translation-equivariant network the tiled fusion equals the
-    untiled one; the overlap adds a cross-fade ramp of ``4 * ratio`` pixels. A configured
-    ``overlap`` is used as given (margin a quarter of it).
+    untiled one; the overlap adds a cross-fade ramp of ``4 * ratio`` pixels. A network whose
+    output depends on the whole input (the radius reaches the probe's border, e.g. KSDiff's
+    image-wide prior) cannot be tiled exactly at any size: its tiles overlap by half a tile.
+    A configured ``overlap`` is used as given (margin a quarter of it).
 
     Raises:
         InputError: ``tile`` too small for the measured radius (names the smallest tile).
     """
     if overlap is not None:
         return overlap, overlap // 4
-    r = receptive_radius(fn, n_bands, ratio, device=device)
+    r = receptive_radius(fn, n_bands, ratio, device=device, size=PROBE_SIZE)
+    if r >= PROBE_SIZE:  # image-wide context: no tile is exact
+        overlap = ratio * (tile // 2 // ratio)
+        return overlap, overlap // 4
     margin = ratio * math.ceil(max(r, 1) / ratio)
     overlap = 2 * margin + 4 * ratio
     if overlap > tile - ratio:
