@@ -11,6 +11,9 @@ kind       what trains                                                        ne
 ``none``   nothing (direct transfer)                                          no
 =========  =================================================================  ==============
 
+A new adapter is a subclass of :class:`Adapter` registered with :func:`register_adapter`;
+the CLI's ``--adapter`` choices and the config validation read :data:`ADAPTERS`.
+
 Example::
 
     from tta.decomposition import decompose
@@ -31,6 +34,7 @@ from adapters.base import Adapter, TailoredMapper
 from adapters.tailor import ConditionalAdaptationTailor, FeatureTailor
 from adapters.weights import FullFineTune, MapperOnly, NoAdapter, Swift
 from tta.errors import InputError
+from tta.registry import Registry
 
 __all__ = [
     "ADAPTERS",
@@ -44,24 +48,33 @@ __all__ = [
     "TailoredMapper",
     "create_adapter",
     "load_adapter",
+    "register_adapter",
     "save_adapter",
 ]
 
-ADAPTERS: dict[str, type[Adapter]] = {
-    cls.kind: cls
-    for cls in (FeatureTailor, ConditionalAdaptationTailor, Swift, FullFineTune, MapperOnly,
-                NoAdapter)
-}
+#: Every adapter class by :attr:`Adapter.kind`, in registration order.
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
+
+
+def register_adapter(cls: type[Adapter]) -> type[Adapter]:
+    """Register an :class:`Adapter` subclass under its ``kind`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"register_adapter takes an Adapter subclass, got {cls!r}")
+    return ADAPTERS.register(cls.kind, cls)
+
+
+for _cls in (FeatureTailor, ConditionalAdaptationTailor, Swift, FullFineTune, MapperOnly,
+             NoAdapter):
+    register_adapter(_cls)
 
 FORMAT = "tta-adapter/1"
 
 
 def create_adapter(kind: str, **kwargs: Any) -> Adapter:
     """Build an (unattached) adapter by kind; unknown kinds list the valid ones."""
-    if kind not in ADAPTERS:
-        raise InputError(f"unknown adapter {kind!r}; choose one of {', '.join(ADAPTERS)}")
+    cls = ADAPTERS.get(kind)
     try:
-        return ADAPTERS[kind](**kwargs)
+        return cls(**kwargs)
     except TypeError as exc:
         raise InputError(f"adapter {kind!r}: bad options {kwargs} ({exc})") from None
 

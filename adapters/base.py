@@ -17,6 +17,7 @@ Life cycle::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -46,16 +47,24 @@ class Adapter(nn.Module):
     Subclasses set :attr:`kind`, may build modules in :meth:`build`, transform the interface
     features in :meth:`tailor`, and choose which model weights train in :meth:`unfreeze`.
 
+    An adapter owns its behaviour, so the engine never asks which kind it runs: its default
+    learning rate (:attr:`default_lr`), whether and how it calibrates (:attr:`calibrates`,
+    :meth:`calibrate`) and its conditioning on the inputs (:meth:`set_condition`).
+
     Attributes:
-        kind: Registry name.
+        kind: Registry name (:data:`adapters.ADAPTERS`).
+        default_lr: AdamW learning rate when the config gives none.
         trains_extractor: True when weights before the interface train (SWIFT, full): the
             engine cannot cache interface features and runs the whole model per step.
         conditional: True when :meth:`tailor` needs :meth:`set_condition` first (CAT).
+        calibrates: True when :meth:`calibrate` must run on probe batches before training.
     """
 
     kind: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 1e-3
     trains_extractor: ClassVar[bool] = False
     conditional: ClassVar[bool] = False
+    calibrates: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,6 +172,12 @@ class Adapter(nn.Module):
 
     def set_condition(self, ms: Tensor, pan: Tensor, lms: Tensor) -> None:
         """Give a conditional adapter the inputs of the coming forward pass (no-op here)."""
+
+    def calibrate(self, loss_fn: Callable[[], Tensor], n_batches: int = 1
+                  ) -> dict[str, Any] | None:
+        """Prepare training from ``n_batches`` calls of the probe ``loss_fn`` (only when
+        :attr:`calibrates`); returns a summary for the report (None here)."""
+        return None
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (saved with the adapter state)."""

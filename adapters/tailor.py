@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adapters.base import Adapter
+from tta.checks import check_int
+from tta.errors import InputError
 
 __all__ = ["CATBlock", "ConditionalAdaptationTailor", "ConditionedModel", "FeatureTailor",
            "TailorBlock"]
@@ -39,6 +41,18 @@ def _fit(t: Tensor, size: tuple[int, int]) -> Tensor:
     top, left = max(-dh, 0) // 2, max(-dw, 0) // 2
     t = t[..., top:top + min(size[0], t.shape[-2]), left:left + min(size[1], t.shape[-1])]
     return _fit(t, size)
+
+
+#: Largest hidden width and kernel side a tailor accepts.
+MAX_WIDTH, MAX_KERNEL = 4096, 31
+
+
+def _check_block(hidden: int | None, kernel_size: int) -> None:
+    """The tailors' options: a positive width (None = the feature width) and an odd kernel."""
+    if hidden is not None:
+        check_int(hidden, "adapter_options.hidden", 1, MAX_WIDTH)
+    if check_int(kernel_size, "adapter_options.kernel_size", 1, MAX_KERNEL) % 2 == 0:
+        raise InputError(f"adapter_options.kernel_size must be odd, got {kernel_size}")
 
 
 class TailorBlock(nn.Module):
@@ -97,9 +111,11 @@ class FeatureTailor(Adapter):
     """
 
     kind = "ft"
+    default_lr = 2e-3  # a new zero-initialised module moves fast
 
     def __init__(self, hidden: int | None = None, kernel_size: int = 3) -> None:
         super().__init__()
+        _check_block(hidden, kernel_size)
         self.hidden, self.kernel_size = hidden, kernel_size
         self.block: TailorBlock | None = None
 
@@ -131,11 +147,14 @@ class ConditionalAdaptationTailor(Adapter):
     """
 
     kind = "cat"
+    default_lr = 2e-3
     conditional = True
 
     def __init__(self, hidden: int | None = None, cond_hidden: int = 16,
                  kernel_size: int = 3) -> None:
         super().__init__()
+        _check_block(hidden, kernel_size)
+        check_int(cond_hidden, "adapter_options.cond_hidden", 1, MAX_WIDTH)
         self.hidden, self.cond_hidden, self.kernel_size = hidden, cond_hidden, kernel_size
         self.block: CATBlock | None = None
 

@@ -29,12 +29,14 @@ class NoAdapter(Adapter):
     """``none``: direct transfer (nothing trains)."""
 
     kind = "none"
+    default_lr = 0.0
 
 
 class MapperOnly(Adapter):
     """``mapper``: train the channel mapper's weights only (the extractor stays frozen)."""
 
     kind = "mapper"
+    default_lr = 1e-3
 
     def unfreeze(self, decomposition: Any) -> list[str]:
         prefix = decomposition.mapper_name + "."
@@ -45,6 +47,7 @@ class FullFineTune(Adapter):
     """``full``: train every weight of the model (Z-PNN-style target adaptation)."""
 
     kind = "full"
+    default_lr = 1e-4  # pretrained weights need small steps
     trains_extractor = True
 
     def unfreeze(self, decomposition: Any) -> list[str]:
@@ -66,7 +69,9 @@ class Swift(Adapter):
     """
 
     kind = "swift"
+    default_lr = 2e-4
     trains_extractor = True
+    calibrates = True
 
     def __init__(self, fraction: float = 0.2, score: str = "fisher",
                  include_bias: bool = True) -> None:

@@ -54,11 +54,15 @@ class FusionNet(PansharpeningNet):
 
     def __init__(self, n_bands: int = 8, channels: int = 32, n_blocks: int = 4) -> None:
         super().__init__(n_bands)
-        self.n_blocks = n_blocks
+        self.channels, self.n_blocks = channels, n_blocks
         self.conv1 = nn.Conv2d(n_bands, channels, 3, padding=1)
         for k in range(1, n_blocks + 1):
             self.add_module(f"res{k}", ResBlock(channels))
         self.conv3 = nn.Conv2d(channels, n_bands, 3, padding=1)
+
+    def hparams(self) -> dict:
+        """Constructor options (besides ``n_bands``) that rebuild this network."""
+        return {"channels": self.channels, "n_blocks": self.n_blocks}
 
     def forward(self, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
         """Fuse.

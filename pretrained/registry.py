@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,11 +29,13 @@ import torch
 from torch import Tensor
 
 from pretrained._base import PansharpeningNet
+from pretrained.checkpoint import Checkpoint, read_checkpoint
 from tta.errors import InputError, SensorError
 
 __all__ = [
     "WeightsRecord",
     "build_for_state_dict",
+    "check_bands",
     "create_model",
     "find_weights_record",
     "is_model",
@@ -174,31 +175,9 @@ def create_model(name: str, n_bands: int = 8, **kwargs: Any) -> PansharpeningNet
 
 # ----------------------------------------------------------------------------- checkpoints
 def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], str]:
-    if not path.exists():
-        raise InputError(f"{path}: checkpoint file not found")
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint is not a file")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad user file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InputError(f"{path}: not a readable PyTorch checkpoint "
-                         f"({type(exc).__name__}{': ' + first[:160] if first else ''})") from exc
-    # Training checkpoints wrap the weights ({"state_dict": ...} / {"model": ...}).
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-            break
-    if not isinstance(obj, Mapping) or not obj or not all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise InputError(f"{path}: not a state_dict (expected a mapping of names to tensors, "
-                         f"got {type(obj).__name__})")
-    sd = dict(obj)
-    # DataParallel / DistributedDataParallel prefix.
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd, digest
+    """State_dict and sha256 of a weights file (:func:`pretrained.checkpoint.read_checkpoint`)."""
+    ck = read_checkpoint(path)
+    return ck.state_dict, ck.sha256
 
 
 def _mismatch(model: PansharpeningNet, sd: Mapping[str, Tensor]) -> str | None:
@@ -247,6 +226,26 @@ def _resolve_bands(sensor: Any) -> tuple[str, int]:
     except SensorError as exc:
         raise InputError(f"sensor {sensor!r}: {exc}") from None
     return s.name, s.n_bands
+
+
+def check_bands(n_bands: int | None, sensor: Any, source: str | Path) -> int | None:
+    """The one band check of every load: a model's band count against the sensor whose
+    scenes it will fuse (nothing to check when either is None).
+
+    Returns:
+        ``n_bands``, else the sensor's band count (None when both are None).
+
+    Raises:
+        InputError: The counts differ.
+    """
+    if sensor is None:
+        return n_bands
+    name, count = _resolve_bands(sensor)
+    if n_bands is not None and n_bands != count:
+        raise InputError(f"{source}: checkpoint has {n_bands} bands but sensor {name} has "
+                         f"{count} (a {n_bands}-band model cannot fuse a {count}-band sensor's "
+                         f"scene); use a {n_bands}-band sensor or another checkpoint")
+    return count if n_bands is None else n_bands
 
 
 def load_state_dict(model: PansharpeningNet, state_dict: Mapping[str, Tensor],
@@ -298,7 +297,7 @@ def build_for_state_dict(name: str, state_dict: Mapping[str, Tensor], source: st
     return load_state_dict(create_model(name, n_bands=n_bands, **kwargs), state_dict, source)
 
 
-def load(name: str, weights: str | Path, sensor: Any = None) -> PansharpeningNet:
+def load(name: str, weights: str | Path | Checkpoint, sensor: Any = None) -> PansharpeningNet:
     """Build architecture ``name`` for a checkpoint file and load it (eval mode, CPU).
 
     The band count comes from the checkpoint tensors (the architecture's ``band_key``); when it
@@ -311,7 +310,8 @@ def load(name: str, weights: str | Path, sensor: Any = None) -> PansharpeningNet
     Args:
         name: Registered architecture name (see :func:`list_models`).
         weights: Path of a PyTorch state_dict file (plain, or wrapped in ``{"state_dict": ...}``,
-            with or without a ``module.`` prefix).
+            with or without a ``module.`` prefix), or that file already read
+            (:func:`pretrained.checkpoint.read_checkpoint`).
         sensor: Optional sensor (name or :class:`~tta.sensors.Sensor`) of the data the model
             will fuse; its band count must equal the checkpoint's.
 
@@ -324,16 +324,11 @@ def load(name: str, weights: str | Path, sensor: Any = None) -> PansharpeningNet
             another registered one fits); band count different from the sensor's.
     """
     cls = model_class(name)
-    path = Path(weights)
-    sd, digest = _read_checkpoint(path)
+    ck = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
+    path, sd, digest = ck.path, ck.state_dict, ck.sha256
     mapped = cls.map_state_dict(sd, str(path))
     bands = cls.bands_in(mapped)
-    if sensor is not None:
-        sensor_name, sensor_bands = _resolve_bands(sensor)
-        if bands is not None and bands != sensor_bands:
-            raise InputError(f"{path}: checkpoint has {bands} bands but sensor {sensor_name} has "
-                             f"{sensor_bands}; use a {bands}-band sensor or another checkpoint")
-        bands = bands if bands is not None else sensor_bands
+    bands = check_bands(bands, sensor, path)
     model = create_model(name, n_bands=bands if bands is not None else 8)
     problem = _mismatch(model, mapped)
     if problem:

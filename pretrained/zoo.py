@@ -24,9 +24,9 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,20 @@ import yaml
 from torch import Tensor
 
 from pretrained._base import PansharpeningNet
+from pretrained.checkpoint import Checkpoint, read_checkpoint, sha256_file
 from pretrained.registry import (
     WeightsRecord,
     build_for_state_dict,
-    is_model,
+    check_bands,
     model_class,
+)
+from pretrained.spec import (
+    CARDS_DIR,
+    DEFAULT_SENSOR,
+    WEIGHTS_DIR,
+    parse_model_spec,
+    sensor_name,
+    zoo_stem,
 )
 from tta.checks import MAX_BANDS
 from tta.errors import InputError
@@ -48,6 +57,7 @@ __all__ = [
     "DEFAULT_SENSOR",
     "FORMAT",
     "WEIGHTS_DIR",
+    "ModelCard",
     "list_zoo",
     "load_zoo",
     "model_from_weights",
@@ -57,31 +67,7 @@ __all__ = [
     "zoo_stem",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-CARDS_DIR = Path(__file__).resolve().parent / "cards"
-DEFAULT_SENSOR = "WV3"
 FORMAT = "tta-zoo/1"
-
-
-def _sensor_name(sensor: Any) -> str:
-    from tta.sensors import Sensor, get_sensor
-
-    if isinstance(sensor, Sensor):
-        return sensor.name
-    return get_sensor(str(sensor)).name
-
-
-def zoo_stem(arch: str, sensor: Any) -> str:
-    """File stem ``<arch>_<sensor>`` (sensor lower case), e.g. ``fose_wv3``."""
-    return f"{arch}_{_sensor_name(sensor).lower()}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- files
@@ -106,36 +92,18 @@ def save_weights(model: PansharpeningNet, path: str | Path, *,
     blob = save(sd, metadata=meta)
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(blob)
-    return _sha256(Path(path))
+    return sha256_file(path)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """State_dict and metadata of a weights file (``.safetensors``, or a torch file).
-
-    Torch files (``.pth``/``.pt``) go through :mod:`pretrained.registry`'s reader and have
-    no metadata.
+    """State_dict and metadata of a weights file (``.safetensors``, or a torch file without
+    metadata), by :func:`pretrained.checkpoint.read_checkpoint`.
 
     Raises:
         InputError: Missing or unreadable file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: weights file not found")
-    if p.suffix.lower() != ".safetensors":
-        from pretrained.registry import _read_checkpoint
-
-        sd, _ = _read_checkpoint(p)
-        return sd, {}
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise InputError(f"{p}: not a readable safetensors file ({first})") from None
-    return sd, meta
+    ck = read_checkpoint(path)
+    return ck.state_dict, ck.metadata
 
 
 def _arch_kwargs(meta: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -149,7 +117,7 @@ def _arch_kwargs(meta: Mapping[str, str], source: str) -> dict[str, Any]:
     return kwargs
 
 
-def model_from_weights(path: str | Path, arch: str | None = None,
+def model_from_weights(path: str | Path | Checkpoint, arch: str | None = None,
                        **overrides: Any) -> PansharpeningNet:
     """Build and load the model a weights file describes (eval mode, CPU).
 
@@ -158,15 +126,15 @@ def model_from_weights(path: str | Path, arch: str | None = None,
     strictly (:func:`pretrained.registry.load_state_dict`).
 
     Args:
-        path: Weights file.
+        path: Weights file, or a :class:`~pretrained.checkpoint.Checkpoint` already read.
         arch: Expected architecture (checked against the file's when it names one).
         **overrides: Architecture options to change (e.g. the teacher's ``steps``).
 
     Raises:
         InputError: Unreadable file, unknown/mismatching architecture, keys that do not fit.
     """
-    sd, meta = read_weights(path)
-    src = str(path)
+    ck = path if isinstance(path, Checkpoint) else read_checkpoint(path)
+    sd, meta, src = ck.state_dict, ck.metadata, str(ck.path)
     file_arch = meta.get("arch")
     if arch is not None and file_arch is not None and file_arch != arch:
         raise InputError(f"{src}: holds a {file_arch!r} model, not {arch!r}")
@@ -190,8 +158,50 @@ def _meta_bands(meta: Mapping[str, str], source: str) -> int:
     return int(text)
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """A model card (YAML mapping).
+@dataclass(frozen=True)
+class ModelCard(Mapping[str, Any]):
+    """A model card as ``tta train`` writes it (YAML): typed fields for what loading reads,
+    and the whole mapping behind them (``card["held_out"]["Q2n"]``).
+
+    Attributes:
+        data: The card's mapping (empty when a weights file has no card).
+        path: Where it was read from, or None.
+    """
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def training_data(self) -> list[dict[str, Any] | str]:
+        """Entries of ``training.data`` (dicts with ``file`` and ``licence``, or strings)."""
+        training = self.data.get("training")
+        return list(training.get("data") or []) if isinstance(training, dict) else []
+
+    @property
+    def training_files(self) -> list[str]:
+        return [d.get("file", str(d)) if isinstance(d, dict) else str(d)
+                for d in self.training_data]
+
+    @property
+    def licences(self) -> list[str]:
+        return sorted({str(d["licence"]) for d in self.training_data
+                       if isinstance(d, dict) and d.get("licence")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """A model card (YAML mapping), the one reader of cards.
 
     Raises:
         InputError: Missing file or not a YAML mapping.
@@ -205,18 +215,13 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{p}: not valid YAML") from None
     if not isinstance(data, dict):
         raise InputError(f"{p}: a model card must be a YAML mapping")
-    return data
+    return ModelCard(data, p)
 
 
 # ----------------------------------------------------------------------------- zoo
 def _parse(name: str, sensor: Any) -> tuple[str, str]:
-    text = str(name).strip()
-    arch, _, tag = text.partition(":")
-    arch = arch.lower()
-    if not is_model(arch):
-        model_class(arch)  # raises with close matches
-    chosen = sensor if sensor is not None else (tag or DEFAULT_SENSOR)
-    return arch, _sensor_name(chosen)
+    spec = parse_model_spec(name, zoo=True)
+    return spec.arch, sensor_name(sensor if sensor is not None else spec.zoo_sensor)
 
 
 def _card_for(stem: str, weights_dir: Path, cards_dir: Path) -> Path | None:
@@ -256,15 +261,12 @@ def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = 
             f"no shipped weights for '{arch}' (sensor {sensor_name}) yet; pass --weights FILE "
             f"or train them with tta train --arch {arch} --sensor {sensor_name} --data ... "
             f"--out {wdir}")
-    model = model_from_weights(path, arch=arch)
-    _, meta = read_weights(path)
+    ck = read_checkpoint(path)  # the one read of the file: tensors, metadata, digest
+    model = model_from_weights(ck, arch=arch)
+    check_bands(model.n_bands, sensor_name, path)
     card_path = _card_for(stem, wdir, cdir)
-    card = read_card(card_path) if card_path else {}
-    data = card.get("training", {}).get("data", []) if isinstance(card.get("training"),
-                                                                  dict) else []
-    files = [d.get("file", str(d)) if isinstance(d, dict) else str(d) for d in data]
-    licences = sorted({str(d["licence"]) for d in data if isinstance(d, dict)
-                       and d.get("licence")})
+    card = read_card(card_path) if card_path else ModelCard()
+    meta = ck.metadata
     bands = tuple(b for b in meta.get("bands", "").split(",") if b)
     if len(bands) != model.n_bands:
         from tta.sensors import get_sensor
@@ -273,13 +275,13 @@ def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = 
     model.weights_record = WeightsRecord(
         arch=arch,
         file=path.name,
-        sha256=_sha256(path),
+        sha256=ck.sha256,
         sensor=meta.get("sensor", sensor_name),
         bands=bands,
         ratio=int(meta.get("ratio", 4)),
         max_value=float(meta.get("max_value", 2047.0)),
-        training_data=", ".join(files) or "see the model card",
-        licence="; ".join(licences) or "see the model card",
+        training_data=", ".join(card.training_files) or "see the model card",
+        licence="; ".join(card.licences) or "see the model card",
         source=f"tta train ({card_path.name if card_path else 'no card'})",
     )
     model.card = card
@@ -302,7 +304,7 @@ def list_zoo(weights_dir: str | Path | None = None, cards_dir: str | Path | None
     out = []
     for stem in sorted(stems):
         card_path = _card_for(stem, wdir, cdir)
-        card = read_card(card_path) if card_path else {}
+        card = read_card(card_path).to_dict() if card_path else {}
         weights = wdir / f"{stem}.safetensors"
         card = {**card, "name": stem, "weights": str(weights) if weights.is_file() else None,
                 "weights_present": weights.is_file()}

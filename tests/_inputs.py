@@ -15,3 +15,17 @@ def random_inputs(n_bands: int, b: int = 2, h: int = 8, dtype=torch.float32,
     for t in (ms, pan, lms):
         t.requires_grad_(grad)
     return ms, pan, lms
+
+
+def write_scene_h5(path, bands: int = 4, ms_side: int = 16, *, low: float = 1.0,
+                   high: float = 2047.0, seed: int = 0, sensor: str = "QB"):
+    """A seeded uniform-DN scene file (ratio 4: MS ``ms_side``², PAN ``4 ms_side``²)."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["ms"] = rng.uniform(low, high, (1, bands, ms_side, ms_side)).astype("f4")
+        f["pan"] = rng.uniform(low, high, (1, 1, 4 * ms_side, 4 * ms_side)).astype("f4")
+        f.attrs["sensor"] = sensor
+    return path

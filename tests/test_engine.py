@@ -11,7 +11,6 @@ from torch import nn
 
 import pretrained
 from tta.engine import AdaptConfig, adapt, adapt_scene, receptive_radius
-from tta.engine.adapt import _cache
 from tta.errors import InputError
 from tta.io import Scene, read_scene
 from tta.physics import degrade_scene, interp23tap
@@ -94,10 +93,14 @@ def test_cached_features_reproduce_the_model():
     pan = torch.from_numpy(scene.pan)[None, None] / 2047
     lms = interp23tap(ms, 4)
     dec = decompose(model, n_bands=4)
-    feats, rest, ref = _cache(dec, ms, pan, lms, fast=True)
+    cache = dec.cache(ms, pan, lms, split=True)  # the decomposition owns feature caching
+    feats, rest, ref = cache.features, cache.rest, cache.reference
     with torch.no_grad():
         torch.testing.assert_close(dec.mapper(feats) + rest, ref)
         torch.testing.assert_close(ref, model(ms, pan, lms))
+    assert not dec.mapper._forward_hooks and not dec.mapper._forward_pre_hooks
+    whole = dec.cache(ms, pan, lms, split=False)
+    assert whole.features is None and torch.equal(whole.reference, ref)
 
 
 def test_training_lowers_the_loss():

@@ -379,7 +379,7 @@ def test_numeric_options_in_range(tmp_path, args, expected):
 
 @pytest.mark.parametrize("setting, expected", [
     ("tile: 250", "tile 250 must be a multiple of the ratio 4"),
-    ("overlap: 100000", "overlap must be an integer in 0..255"),
+    ("overlap: 100000", "overlap must be an integer in 0..511"),
     ("inference_batch: 0", "inference_batch must be an integer >= 1"),
     ("loss_weights: {spectral: -1}", "must be finite and >= 0"),
     ("loss_weights: {bogus: 1}", "unknown loss term"),

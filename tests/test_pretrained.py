@@ -100,7 +100,7 @@ def wv2_reduced(data_dir):
 # ----------------------------------------------------------------------------- registry
 def test_registry_is_the_tested_set():
     # community architectures (tested here) + our zoo's own (tested in test_zoo.py)
-    zoo = ("diffusion_student", "diffusion_teacher", "fose", "lagconv")
+    zoo = ("diffusion_student", "diffusion_teacher", "fose", "ksdiff", "lagconv")  # + test_ksdiff
     assert pretrained.list_models() == sorted(ARCHS + zoo)
     assert pretrained.list_models("*net") == ["fusionnet", "pannet"]
     assert all(pretrained.is_model(a) for a in ARCHS)

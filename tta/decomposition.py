@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from tta.errors import InputError
 
-__all__ = ["Candidate", "Decomposition", "ForwardFn", "decompose", "default_forward",
-           "probe_inputs"]
+__all__ = ["Candidate", "Decomposition", "FeatureCache", "ForwardFn", "decompose",
+           "default_forward", "probe_inputs"]
 
 ForwardFn = Callable[[nn.Module, Tensor, Tensor, Tensor], Tensor]
 
@@ -68,6 +68,36 @@ class Candidate:
     @property
     def in_channels(self) -> int:
         return int(self.in_shape[1])
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """The frozen model's output on fixed inputs (:meth:`Decomposition.cache`).
+
+    Attributes:
+        features: Interface features (input of the mapper), or None when not split.
+        rest: Output minus the mapper's output, or None when not split.
+        reference: The model's output, detached.
+    """
+
+    features: Tensor | None
+    rest: Tensor | None
+    reference: Tensor
+
+    @property
+    def split(self) -> bool:
+        return self.features is not None
+
+    def select(self, idx: Tensor | None) -> FeatureCache:
+        """The rows ``idx`` (all when None)."""
+        if idx is None:
+            return self
+        return FeatureCache(None if self.features is None else self.features[idx],
+                            None if self.rest is None else self.rest[idx], self.reference[idx])
+
+    def output(self, mapper: nn.Module) -> Tensor:
+        """``mapper(features) + rest``: the output with a (tailored) mapper, from the cache."""
+        return mapper(self.features) + self.rest
 
 
 @dataclass
@@ -119,6 +149,40 @@ class Decomposition:
 
     def forward(self, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
         return self.forward_fn(self.model, ms, pan, lms)
+
+    @property
+    def additive(self) -> bool:
+        """Whether the output is ``mapper(features) + rest`` (training can then run on cached
+        features)."""
+        return self.tail == "add"
+
+    @torch.no_grad()
+    def cache(self, ms: Tensor, pan: Tensor, lms: Tensor, *, split: bool) -> FeatureCache:
+        """Run the model once on fixed inputs and keep its output; with ``split`` (an
+        additive tail, :attr:`additive`) also the interface features and ``rest``, so
+        :meth:`FeatureCache.output` recomputes the output from the mapper alone.
+
+        The decomposition hooks its own mapper for the one call and removes the hooks.
+        """
+        store: dict[str, Tensor] = {}
+        handles = []
+        if split:
+            def grab_in(_m, args):
+                store["f"] = args[0].detach()
+
+            def grab_out(_m, _args, out):
+                store["m"] = out.detach()
+
+            handles = [self.mapper.register_forward_pre_hook(grab_in),
+                       self.mapper.register_forward_hook(grab_out)]
+        try:
+            ref = self.forward(ms, pan, lms).detach()
+        finally:
+            for h in handles:
+                h.remove()
+        if not split:
+            return FeatureCache(None, None, ref)
+        return FeatureCache(store["f"], ref - store["m"], ref)
 
     def summary(self) -> dict[str, Any]:
         """Plain-data description (for ``tta inspect`` and reports)."""

@@ -14,8 +14,9 @@ class TtaError(Exception):
     exit_code = 2
 
 
-class InputError(TtaError):
-    """A file or array given by the user is missing, malformed or inconsistent."""
+class InputError(TtaError, ValueError):
+    """A file, array or setting given by the user is missing, malformed, out of range or
+    inconsistent (a ``ValueError`` too, so library callers can catch it as one)."""
 
 
 class SensorError(TtaError):

@@ -84,7 +84,6 @@ def run_scene_job(job: SceneJob) -> dict[str, Any]:
 def _run(job: SceneJob, t0: float) -> dict[str, Any]:
     import torch
 
-    from tta.checks import check_adapt_config
     from tta.engine import AdaptConfig
     from tta.engine.files import adapt_file
     from tta.io import parse_spec
@@ -93,7 +92,7 @@ def _run(job: SceneJob, t0: float) -> dict[str, Any]:
 
     cfg = AdaptConfig.from_yaml(job.config_path) if job.config_path else AdaptConfig()
     cfg = cfg.replace(**job.overrides)
-    check_adapt_config(cfg)
+    cfg.validate()  # every setting, before the scene is read
     inputs = [str(p) for p in (*parse_spec(job.spec).files,
                                *model_files(job.model, job.weights))]
     result, _plan = adapt_file(job.spec, job.product, model=job.model, weights=job.weights,
@@ -101,7 +100,7 @@ def _run(job: SceneJob, t0: float) -> dict[str, Any]:
                            max_value=job.max_value,
                            interface=job.interface, compare=job.compare, device=job.device,
                            dtype=job.dtype, overwrite=True, nr_metrics=True)
-    report = result.report
+    report = result.report.to_json()  # plain data: written as JSON, sent back from workers
     report["batch"] = {**job.batch, "name": job.name, "scene": job.spec,
                        "threads": torch.get_num_threads()}
     report["timings"]["wall"] = time.perf_counter() - t0

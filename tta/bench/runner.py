@@ -159,15 +159,15 @@ def _adapt_run(model: torch.nn.Module, scenes: list[Any], cfg: Any, device: torc
         wall = time.perf_counter() - t0
         rep = res.report
         part = _score(scene, res.fused, device)
-        part.update({f"t_{k}": float(rep["timings"].get(k, 0.0)) for k in TIME_KEYS})
+        part.update({f"t_{k}": float(rep.timings.get(k, 0.0)) for k in TIME_KEYS})
         part["t_wall"] = wall
-        curve = rep["loss"]["curve"]
+        curve = rep.loss.curve
         part.update({
-            "trainable": rep["adapter"]["trainable"],
-            "patches": rep["sampling"]["selected"],
+            "trainable": rep.adapter.trainable,
+            "patches": rep.sampling["selected"],
             "loss_first": curve[0] if curve else math.nan,
             "loss_last": curve[-1] if curve else math.nan,
-            "mapper": rep["decomposition"].get("mapper"),
+            "mapper": rep.decomposition.get("mapper"),
         })
         parts.append(part)
         if first is None:
@@ -415,13 +415,13 @@ def _run_speed(matrix: BenchMatrix, dev: torch.device, result: BenchResult,
             walls, reports = walls[1:], reports[1:]
             row: dict[str, Any] = {
                 "size": size, "method": method.label, "scene": how, "steps": cfg.steps,
-                "patches": reports[0]["sampling"]["selected"],
-                "trainable": reports[0]["adapter"]["trainable"], "repeats": spec.repeats,
+                "patches": reports[0].sampling["selected"],
+                "trainable": reports[0].adapter.trainable, "repeats": spec.repeats,
                 "wall_s": statistics.median(walls), "wall_min_s": min(walls),
                 "device": device_label(dev)}
             for k in ("prepare", "sample", "decompose", "cache", "calibrate", "train",
                       "infer", "adapt", "adapt_and_infer"):
-                row[k] = statistics.median(float(r["timings"].get(k, 0.0)) for r in reports)
+                row[k] = statistics.median(float(r.timings.get(k, 0.0)) for r in reports)
             result.speed.append(row)
             say(f"  {method.label:>10}: wall {row['wall_s']:.3f} s (adapt {row['adapt']:.3f}, "
                 f"infer {row['infer']:.3f})")

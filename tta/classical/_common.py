@@ -14,6 +14,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from tta.checks import check_bchw
 from tta.errors import InputError
 from tta.physics import interp23tap, mtf_filter
 from tta.sensors import Sensor, get_sensor
@@ -60,13 +61,8 @@ class Inputs:
 def prepare(ms: Tensor, pan: Tensor, sensor: Sensor | str, ratio: int | None) -> Inputs:
     """Check shapes/dtypes/ratio and cast to float64 (one-line :class:`InputError` otherwise)."""
     sensor = get_sensor(sensor)
-    for name, t in (("ms", ms), ("pan", pan)):
-        if not isinstance(t, Tensor):
-            raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 4:
-            raise InputError(f"{name} must be (B, C, H, W), got shape {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise InputError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    check_bchw(ms, "ms")
+    check_bchw(pan, "pan")
     r = int(sensor.ratio if ratio is None else ratio)
     if isinstance(ratio, bool) or r < 2 or (ratio is not None and r != ratio):
         raise InputError(f"ratio must be an integer >= 2, got {ratio!r}")

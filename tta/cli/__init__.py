@@ -33,8 +33,25 @@ def _silence_stdout() -> None:
         pass
 
 
+def _usage_line(exc: click.UsageError) -> None:
+    """A usage error (bad option or value) as one line ``Error: ...`` naming the help."""
+    message = " ".join(exc.format_message().split())
+    where = exc.ctx.command_path if exc.ctx is not None else "tta"
+    click.echo(f"Error: {message} (see `{where} -h`)", err=True)
+
+
 class _Group(click.Group):
-    """Click group that turns toolkit errors into one line and an exit code."""
+    """Click group that turns toolkit errors and usage errors into one line and an exit
+    code."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # the group's own options
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _usage_line(exc)
+            raise click.exceptions.Exit(exc.exit_code) from None
 
     def invoke(self, ctx: click.Context):
         try:
@@ -47,6 +64,11 @@ class _Group(click.Group):
                 return result
         except TtaError as exc:
             click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _usage_line(exc)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

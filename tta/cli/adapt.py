@@ -9,23 +9,21 @@ import click
 from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
+    RegistryChoice,
     bands_option,
     check_outputs,
     device_option,
+    dtype_option,
     max_value_option,
     overwrite_option,
     seed_type,
     sensor_option,
 )
 
-ADAPTER_CHOICES = ["ft", "cat", "swift", "full", "mapper", "none"]
-SAMPLER_CHOICES = ["swift", "fps", "kmeans", "random"]
 
-
-def _default_output(target: str, model: str, adapter: str) -> str:
+def _default_output(target: str, model_tag: str, adapter: str) -> str:
     stem = Path(target.split("+")[0].split("#")[0]).stem
-    tag = Path(model).stem if model.endswith((".pth", ".pt")) else model.replace(":", "-")
-    return f"{stem}_{tag}_{adapter}.h5"
+    return f"{stem}_{model_tag}_{adapter}.h5"
 
 
 def _fmt(v: float) -> str:
@@ -41,9 +39,9 @@ def _fmt(v: float) -> str:
               help="Scene to adapt to and fuse (see `tta --help` for scene forms).")
 @click.option("-o", "--output", default=None, metavar="OUT",
               help="Fused product (.h5 or .tif); default SCENE_MODEL_ADAPTER.h5 here.")
-@click.option("--adapter", "-a", type=click.Choice(ADAPTER_CHOICES), default=None,
+@click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
               help="What adapts (default ft).")
-@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default=None,
+@click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
               help="Patch selection (default swift).")
 @click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of patches to train on (default 0.03).")
@@ -65,12 +63,10 @@ def _fmt(v: float) -> str:
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fuse by direct transfer and score both (FR; RR when gt exists).")
 @click.option("--compile", "compile_mode", default=None,
-              type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+              type=RegistryChoice("tta.engine.config:COMPILE_MODES"),
               help="torch.compile the training step (reduce-overhead = CUDA graphs; pays off "
                    "on a GPU). Off by default.")
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default=None,
-              help="GeoTIFF sample type (default uint16; streamed: the input's, uint16 for "
-                   "integer DN). h5 is always float32.")
+@dtype_option
 @click.option("--stream/--no-stream", default=None,
               help="Read the scene by window and write the product by block (default: for "
                    "GeoTIFF/h5 scenes over 4096² PAN px). A killed run resumes when rerun.")
@@ -87,7 +83,7 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
             fraction: float | None, steps: int | None, lr: float | None, patch: int | None,
             seed: int | None, config_path: str | None, interface: str | None,
             report_path: str | None, adapter_path: str | None, compare: bool,
-            compile_mode: str | None, dtype: str | None, stream: bool | None, block: int,
+            compile_mode: str | None, dtype: str, stream: bool | None, block: int,
             sensor: str | None, bands: str | None, max_value: float | None, device: str,
             overwrite: bool) -> None:
     """Adapt a pretrained model to the target scene and fuse the whole scene.
@@ -97,21 +93,19 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
 
         tta adapt --model fusionnet --weights wv3/fusionnet.pth --target wv2.h5 -o out.h5
     """
-    from tta.checks import check_adapt_config
+    from pretrained.spec import parse_model_spec
     from tta.engine import AdaptConfig
     from tta.engine.files import adapt_file
-    from tta.errors import InputError
-    from tta.io import parse_spec
-    from tta.models import model_files
+    from tta.io import parse_spec, writer_for
+    from tta.io.product import write_json
 
     cfg = AdaptConfig.from_yaml(config_path) if config_path else AdaptConfig()
     cfg = cfg.replace(adapter=adapter, sampler=sampler, fraction=fraction, steps=steps, lr=lr,
                       patch=patch, seed=seed, compile=compile_mode)
-    check_adapt_config(cfg)
-    out = output or _default_output(target, model_spec, cfg.adapter)
-    if not out.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
-        raise InputError(f"{out}: output must end in .h5 or .tif")
-    inputs = [*parse_spec(target).files, *model_files(model_spec, weights)]
+    spec = parse_model_spec(model_spec, weights)
+    out = output or _default_output(target, spec.tag, cfg.adapter)
+    writer_for(out)  # a known format, before any work
+    inputs = [*parse_spec(target).files, *spec.files()]
     if config_path:
         inputs.append(config_path)
     check_outputs({"-o": out, "--report": report_path, "--save-adapter": adapter_path},
@@ -121,9 +115,10 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     import sys
 
     from tta.cli import streaming
+    from tta.errors import InputError as _InputError
 
     if stream and bands is not None:
-        raise InputError("--stream reads the scene's bands as stored: drop --bands")
+        raise _InputError("--stream reads the scene's bands as stored: drop --bands")
     source = None if bands is not None else streaming.wants_stream(stream, target, sensor,
                                                                     max_value)
     if source is not None:
@@ -136,71 +131,41 @@ def command(ctx: click.Context, model_spec: str, weights: str | None, target: st
     result, plan = adapt_file(target, out, model=model_spec, weights=weights, config=cfg,
                               sensor=sensor, bands=bands, max_value=max_value,
                               interface=interface, compare=compare, device=device,
-                              dtype=dtype or "uint16", overwrite=overwrite,
+                              dtype=dtype, overwrite=overwrite,
                               progress=not quiet and sys.stderr.isatty())
-    _finish(result.report, result, cfg, out, model_spec, weights, target, inputs,
-            report_path, adapter_path, overwrite, plan)
-
-
-def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str, out: str,
-                    cfg, dtype: str | None, block: int, inputs: list, interface: str | None,
-                    device: str, progress: bool, overwrite: bool, report_path: str | None,
-                    adapter_path: str | None) -> None:
-    """``tta adapt`` on a scene read by window (:mod:`tta.cli.streaming`)."""
-    from tta.cli import streaming
-    from tta.memory import guard_memory
-    from tta.models import resolve_model
-
-    model = resolve_model(model_spec, weights=weights)
-    with guard_memory(None, None if device == "auto" else device):
-        result, report = streaming.run_adapt(
-            source, model=model, model_spec=model_spec, weights=weights, target=target,
-            out=out, cfg=cfg, dtype=dtype, block=block, inputs=inputs, interface=interface,
-            device=device, progress=progress, overwrite=overwrite)
-    click.echo(streaming.describe(report))
-    _finish(report, result, cfg, out, model_spec, weights, target, inputs, report_path,
-            adapter_path, overwrite)
-
-
-def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str | None,
-            target: str, inputs: list, report_path: str | None, adapter_path: str | None,
-            overwrite: bool, plan=None) -> None:
-    """Save the adapter and the report, print the summary."""
-    from tta.io.product import write_json
-
-    if report["loss"].get("diverged"):
-        click.echo(f"warning: the adaptation diverged at step {report['loss']['diverged_at_step']}"
+    report = result.report
+    if report.loss.diverged:
+        click.echo(f"warning: the adaptation diverged at step {report.loss.diverged_at_step}"
                    f" (non-finite or exploding loss); the product is the direct network's. "
                    "Try a smaller --lr.", err=True)
-    report.setdefault("output", out)
     if adapter_path:
         from tta.engine.reuse import save_adapted
 
         save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
                      overwrite=overwrite, meta={"target": target})
     if report_path:
-        write_json(report_path, report, inputs=inputs, overwrite=overwrite)
+        write_json(report_path, report.to_json(), inputs=inputs, overwrite=overwrite)
 
-    tm = report["timings"]
-    dec = report["decomposition"]
-    click.echo(f"model {report['model']['arch']} | interface {dec['mapper']} "
+    tm = report.timings
+    dec = report.decomposition
+    click.echo(f"model {report.model.arch} | interface {dec['mapper']} "
                f"{tuple(dec['interface_shape'][1:2])}ch, tail {dec['tail']} | adapter "
-               f"{cfg.adapter} ({report['adapter']['trainable']} trainable) | "
-               f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
+               f"{cfg.adapter} ({report.adapter.trainable} trainable) | "
+               f"{report.sampling['selected']}/{report.sampling['patches_valid']} "
                f"patches ({cfg.sampler})")
-    if plan is not None and plan.split:
+    if plan.split:
         click.echo(plan.describe(cfg.other_bands))
     click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
-               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
-    radiometry = report.get("radiometry") or {}
+               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report.device}")
+    radiometry = report.radiometry or {}
     if radiometry.get("applied"):
         click.echo(f"radiometry: inputs x{radiometry['gain']:.3g} (scene PAN level "
                    f"{radiometry['scene_level']:.3f}, network's {radiometry['source_level']:.3f};"
                    f" self-check Q2n {radiometry['self_check']})")
-    decision = report.get("decision")
+    decision = report.decision
     if decision:
         click.echo(f"decision: {decision['choice']} - {decision['reason']}")
-    metrics = report.get("metrics")
+    metrics = report.metrics
     if metrics:
         from tta.evaluation import BETTER
 
@@ -213,5 +178,47 @@ def _finish(report: dict, result, cfg, out: str, model_spec: str, weights: str |
                 arrow = "+" if BETTER.get(key) == "up" else "-"
                 click.echo(f"    {key + ' (' + arrow + ')':<12}{_fmt(d[key]):>10}"
                            f"{_fmt(a[key]):>10}")
+    click.echo(f"wrote {out}" + (f", report {report_path}" if report_path else "")
+               + (f", adapter {adapter_path}" if adapter_path else ""))
+
+
+def _adapt_streamed(source, *, model_spec: str, weights: str | None, target: str, out: str,
+                    cfg, dtype: str, block: int, inputs: list, interface: str | None,
+                    device: str, progress: bool, overwrite: bool, report_path: str | None,
+                    adapter_path: str | None) -> None:
+    """``tta adapt`` on a scene read by window (:mod:`tta.cli.streaming`)."""
+    from tta.cli import streaming
+    from tta.io.product import write_json
+    from tta.memory import guard_memory
+    from tta.models import resolve_model
+
+    model = resolve_model(model_spec, weights=weights)
+    with guard_memory(None, None if device == "auto" else device):
+        result, report = streaming.run_adapt(
+            source, model=model, model_spec=model_spec, weights=weights, target=target,
+            out=out, cfg=cfg, dtype=dtype, block=block, inputs=inputs, interface=interface,
+            device=device, progress=progress, overwrite=overwrite)
+    if report["loss"].get("diverged"):
+        click.echo(f"warning: the adaptation diverged at step "
+                   f"{report['loss']['diverged_at_step']}; the product is the direct "
+                   "network's. Try a smaller --lr.", err=True)
+    report["output"] = out
+    if adapter_path:
+        from tta.engine.reuse import save_adapted
+
+        save_adapted(result, adapter_path, model_spec=model_spec, weights=weights,
+                     overwrite=overwrite, meta={"target": target})
+    if report_path:
+        write_json(report_path, report, inputs=inputs, overwrite=overwrite)
+    tm = report["timings"]
+    click.echo(f"model {report['model']['arch']} | adapter {cfg.adapter} | "
+               f"{report['sampling']['selected']}/{report['sampling']['patches_valid']} "
+               f"patches ({cfg.sampler})")
+    click.echo(streaming.describe(report))
+    click.echo(f"adapt {tm['adapt']:.2f} s (train {tm.get('train', 0.0):.2f} s, "
+               f"{cfg.steps} steps) + infer {tm['infer']:.2f} s on {report['device']}")
+    decision = report.get("decision")
+    if decision:
+        click.echo(f"decision: {decision['choice']} - {decision['reason']}")
     click.echo(f"wrote {out}" + (f", report {report_path}" if report_path else "")
                + (f", adapter {adapter_path}" if adapter_path else ""))

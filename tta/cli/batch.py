@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from tta.checks import MAX_LR
-from tta.cli.adapt import ADAPTER_CHOICES, SAMPLER_CHOICES
 from tta.cli.options import (
     FiniteFloat,
+    RegistryChoice,
     bands_option,
     device_option,
+    dtype_option,
     max_value_option,
     overwrite_option,
     seed_type,
@@ -38,9 +39,9 @@ def _line(row: dict, finished: int, total: int) -> str:
 @click.option("--model", "-m", "model_spec", default=None, metavar="NAME|FILE",
               help="As `tta adapt --model`; a manifest entry's 'model' overrides it.")
 @click.option("--weights", "-w", default=None, metavar="FILE", help="As `tta adapt`.")
-@click.option("--adapter", "-a", type=click.Choice(ADAPTER_CHOICES), default=None,
+@click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
               help="What adapts (default ft).")
-@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default=None,
+@click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
               help="Patch selection (default swift).")
 @click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of patches to train on (default 0.03).")
@@ -58,8 +59,7 @@ def _line(row: dict, finished: int, total: int) -> str:
               help="Also fuse by direct transfer and score both (as `tta adapt`).")
 @click.option("--format", "fmt", type=click.Choice(["h5", "tif"]), default="h5",
               show_default=True, help="Product format.")
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16",
-              show_default=True, help="GeoTIFF sample type (h5 is always float32).")
+@dtype_option
 @click.option("--executor", type=click.Choice(["auto", "local", "ray"]), default="auto",
               show_default=True,
               help="Where scenes run: ray (one Ray task each), local (one by one in this "

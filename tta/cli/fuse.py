@@ -8,6 +8,7 @@ from tta.cli.options import (
     bands_option,
     check_outputs,
     device_option,
+    dtype_option,
     max_value_option,
     output_option,
     overwrite_option,
@@ -25,9 +26,7 @@ from tta.cli.options import (
 @click.option("--weights", "-w", default=None, metavar="FILE",
               help="With --adapter: the network's checkpoint, if not at the recorded path.")
 @output_option
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default=None,
-              help="GeoTIFF sample type (default uint16; streamed: the input's, uint16 for "
-                   "integer DN). h5 is always float32.")
+@dtype_option
 @click.option("--stream/--no-stream", default=None,
               help="Read by window and write by block (default: for GeoTIFF/h5 scenes over "
                    "4096² PAN px); each block's window (64-px halo) is fused with statistics "
@@ -54,15 +53,14 @@ def command(ctx: click.Context, scene: str, method: str | None, adapter_path: st
 
     from tta.device import resolve_device
     from tta.errors import InputError
-    from tta.io import parse_spec, read_scene, write_fused
+    from tta.io import parse_spec, read_scene, write_fused, writer_for
     from tta.memory import guard_memory
 
     if (method is None) == (adapter_path is None):
         raise InputError("give either --method NAME (classical) or --adapter FILE.pt")
     if weights is not None and adapter_path is None:
         raise InputError("--weights applies to --adapter only")
-    if not output.lower().endswith((".h5", ".hdf5", ".tif", ".tiff")):
-        raise InputError(f"{output}: output must end in .h5 or .tif")
+    writer_for(output)  # a known format, before any work
     inputs = [*parse_spec(scene).files, *(p for p in (adapter_path, weights) if p)]
     if adapter_path is not None and weights is None:
         from tta.engine.reuse import read_adapter_file

@@ -22,16 +22,17 @@ def command(model_spec: str, weights: str | None, bands: int | None, interface: 
     import json
 
     import pretrained
+    from pretrained.loader import load_model
+    from pretrained.spec import parse_model_spec
     from tta.decomposition import decompose
     from tta.errors import InputError
-    from tta.models import resolve_model
 
-    name = model_spec.split(":")[0].lower()
-    if weights is None and pretrained.is_model(name) and ":" not in model_spec:
-        model = pretrained.create_model(name, n_bands=bands or 8).eval()
+    spec = parse_model_spec(model_spec, weights)
+    if spec.kind == "zoo" and spec.sensor is None:  # ARCH alone: the architecture
+        model = pretrained.create_model(spec.arch, n_bands=bands or 8).eval()
         source = "random weights (architecture only)"
     else:
-        model = resolve_model(model_spec, weights=weights)
+        model = load_model(spec)
         if bands is not None and getattr(model, "n_bands", bands) != bands:
             raise InputError(f"--bands {bands} but the checkpoint has {model.n_bands}")
         source = str(weights or model_spec)

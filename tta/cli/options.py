@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from tta.checks import MAX_SEED
+from tta.registry import Registry
 
 
 class FiniteFloat(click.FloatRange):
@@ -21,6 +22,33 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+class RegistryChoice(click.Choice):
+    """A :class:`click.Choice` of a :class:`tta.registry.Registry`'s names at the time of use,
+    so entries registered after the CLI was imported are offered too.
+
+    Args:
+        where: ``"module:NAME"`` of the registry (or of a tuple of names), imported on first
+            use so that ``tta --help`` does not load torch.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        import importlib
+
+        module, _, name = self.where.partition(":")
+        entries = getattr(importlib.import_module(module), name)
+        names = entries.names() if isinstance(entries, Registry) else entries
+        return tuple(n for n in names if n is not None)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:  # click's __init__ assigns; the registry rules
+        pass
 
 
 seed_type = click.IntRange(0, MAX_SEED)
@@ -52,6 +80,9 @@ output_option = click.option(
     metavar="OUT",
     help="Output file (written atomically; never an input file).",
 )
+dtype_option = click.option(
+    "--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True,
+    help="GeoTIFF sample type of a fused product (h5 is always float32).")
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace OUT if it exists (inputs are never replaced)."
 )

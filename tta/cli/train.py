@@ -14,8 +14,6 @@ from tta.cli.options import (
     sensor_option,
 )
 
-STAGE_CHOICES = ["teacher", "distill", "e2e", "fuse", "joint"]
-
 
 def _arch_options(items: tuple[str, ...]) -> dict[str, Any]:
     import yaml
@@ -57,9 +55,11 @@ def _fmt(row: dict[str, Any]) -> str:
                    "rows of each training scene.")
 @click.option("--val-fraction", type=FiniteFloat(0, 1, max_open=True), default=0.2,
               show_default=True, help="Rows held out per scene without --val-data.")
-@click.option("--stage", type=click.Choice(STAGE_CHOICES), default=None,
+@click.option("--stage", default=None, metavar="STAGE",
               help="Training stage (default from --arch: diffusion_teacher=teacher, "
-                   "diffusion_student=distill, fose=fuse, others e2e).")
+                   "diffusion_student=distill, fose=fuse, ksdiff=pretrain, others e2e; "
+                   "ksdiff's second stage is diffuse --init PRETRAIN_FILE; the stages are "
+                   "registered in tta.training.stages).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--patch", type=click.IntRange(min=8), default=64, show_default=True,
@@ -86,6 +86,12 @@ def _fmt(row: dict[str, Any]) -> str:
               help="DDIM steps when validating a teacher (default its own, 50).")
 @click.option("--distill-gt-weight", type=FiniteFloat(min=0), default=0.5,
               show_default=True, help="Weight of the ground-truth L1 term when distilling.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Write OUT/NAME.ckpt every N steps (0: never); removed when "
+                                "the run completes.")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/NAME.ckpt when it exists (same options), else start; "
+                   "gives the same weights as an uninterrupted run.")
 @click.option("--arch-option", "arch_option", multiple=True, metavar="KEY=VALUE",
               help="Architecture option for a model built from scratch (repeatable), "
                    "e.g. base=48, e2e=fusionnet.")
@@ -107,7 +113,8 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
             weight_decay: float, loss: str, no_augment: bool, seed: int,
             teacher: str | None, student: str | None, e2e: str | None, init: str | None,
             teacher_steps: int, val_steps: int | None, distill_gt_weight: float,
-            arch_option: tuple[str, ...], name: str | None, note: str | None, out: str,
+            checkpoint_every: int, resume: bool, arch_option: tuple[str, ...],
+            name: str | None, note: str | None, out: str,
             cards: str | None, sensor: str | None, device: str, overwrite: bool) -> None:
     """Train one stage of a zoo network; write ARCH_SENSOR.safetensors, a card and a log.
 
@@ -121,6 +128,9 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
       tta train -a fose -d ... --student runs/diffusion_student_wv3.safetensors
                 --e2e runs/lagconv_wv3.safetensors -o runs
       tta train -a fose --stage joint --init runs/fose_wv3.safetensors --name fose_wv3_joint
+
+    Long runs: --checkpoint-every N writes OUT/NAME.ckpt; rerun the same command with --resume
+    after a stop (kill, reboot) to continue it.
     """
     from tta.training import TrainConfig, run_training
 
@@ -133,7 +143,7 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
         student=student, e2e=e2e, init=init, teacher_steps=teacher_steps,
         val_steps=val_steps, distill_gt_weight=distill_gt_weight,
         arch_kwargs=_arch_options(arch_option), name=name, note=note, out=out, cards=cards,
-        overwrite=overwrite)
+        overwrite=overwrite, checkpoint_every=checkpoint_every, resume=resume)
     result = run_training(cfg, callback=None if quiet else lambda row: click.echo(_fmt(row)))
     card = result.card_data
     held = card.get("held_out")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from tta.errors import InputError
 
-__all__ = ["AdaptConfig", "DEFAULT_LR"]
+__all__ = ["AdaptConfig", "COMPILE_MODES"]
 
-#: Learning rate per adapter kind when ``lr`` is not given: new zero-initialised tailor
-#: modules move fast; pretrained weights need small steps.
-DEFAULT_LR = {"ft": 2e-3, "cat": 2e-3, "mapper": 1e-3, "swift": 2e-4, "full": 1e-4, "none": 0.0}
+#: ``compile`` settings: eager (None) or a ``torch.compile`` mode.
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -21,16 +19,16 @@ class AdaptConfig:
     """Every knob of :func:`tta.engine.adapt` (defaults are the CLI's).
 
     Attributes:
-        adapter: ``ft``, ``cat``, ``swift``, ``full``, ``mapper`` or ``none``.
+        adapter: A registered adapter kind (:data:`adapters.ADAPTERS`; ``ft`` by default).
         adapter_options: Keyword arguments of the adapter (e.g. ``{"hidden": 16}``,
             ``{"fraction": 0.1}`` for SWIFT's share of weights).
-        sampler: Patch selection: ``swift``, ``fps``, ``kmeans`` or ``random``.
+        sampler: A registered patch sampler (:data:`tta.sampling.SAMPLERS`).
         fraction: Share of the scene's patches to train on.
         min_patches: Lower bound of the number of training patches.
         max_patches: Upper bound of the number of training patches.
         patch: Training patch side on the PAN grid (multiple of the ratio).
         steps: Optimiser steps.
-        lr: AdamW learning rate; None = :data:`DEFAULT_LR` of the adapter.
+        lr: AdamW learning rate; None = the adapter's ``default_lr``.
         weight_decay: AdamW weight decay of new adapter modules (0 for model weights, so
             SWIFT's unselected entries stay exactly unchanged).
         batch_size: Patches per step; None = all selected patches every step.
@@ -98,53 +96,88 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> None:
-        """Raise :class:`~tta.errors.InputError` on an impossible setting."""
-        from adapters import ADAPTERS
+    def validate(self, ratio: int | None = None) -> None:
+        """Check every setting up front; with the scene's ``ratio`` also that tile and patch
+        hold whole MS pixels and that the tiles advance.
+
+        Raises:
+            InputError: One line naming the setting and the accepted values.
+        """
+        from adapters import ADAPTERS, create_adapter
+        from tta.checks import (
+            MAX_LR,
+            check_bool,
+            check_choice,
+            check_int,
+            check_multiple,
+            check_real,
+            check_seed,
+        )
+        from tta.losses.physics import _check_weights
+        from tta.losses.terms import SPATIAL_KINDS
         from tta.sampling import SAMPLERS
 
-        if self.adapter not in ADAPTERS:
-            raise InputError(f"unknown adapter {self.adapter!r}; choose one of "
-                             f"{', '.join(ADAPTERS)}")
-        if self.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {self.sampler!r}; choose one of "
-                             f"{', '.join(SAMPLERS)}")
-        if not 0.0 < self.fraction <= 1.0:
-            raise InputError(f"fraction must lie in (0, 1], got {self.fraction}")
-        if self.min_patches < 1 or self.max_patches < self.min_patches:
+        check_choice(self.adapter, "adapter", ADAPTERS)
+        check_choice(self.sampler, "sampler", SAMPLERS)
+        if self.spatial_loss not in SPATIAL_KINDS:
+            raise InputError(f"spatial_loss must be {' or '.join(map(repr, SPATIAL_KINDS))}, "
+                             f"got {self.spatial_loss!r}")
+        if self.compile not in COMPILE_MODES:
+            raise InputError(f"compile must be {', '.join(filter(None, COMPILE_MODES))} (or "
+                             f"none), got {self.compile!r}")
+        try:
+            check_real(self.fraction, "fraction", 0.0, 1.0, low_open=True)
+        except InputError:
+            raise InputError(f"fraction must lie in (0, 1], got {self.fraction!r}") from None
+        check_int(self.min_patches, "min_patches", 1)
+        check_int(self.max_patches, "max_patches", 1)
+        if self.max_patches < self.min_patches:
             raise InputError(f"need 1 <= min_patches <= max_patches, got {self.min_patches}, "
                              f"{self.max_patches}")
-        if self.patch < 8:
-            raise InputError(f"patch must be at least 8 PAN pixels, got {self.patch}")
-        if self.steps < 0:
-            raise InputError(f"steps must be >= 0, got {self.steps}")
-        if self.lr is not None and not self.lr > 0:
-            raise InputError(f"lr must be positive, got {self.lr}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.spatial_loss not in ("zpnn", "drho"):
-            raise InputError(f"spatial_loss must be 'zpnn' or 'drho', got {self.spatial_loss!r}")
-        if self.tile < 16:
-            raise InputError(f"tile must be at least 16, got {self.tile}")
-        if self.compile not in (None, "default", "reduce-overhead", "max-autotune"):
-            raise InputError(f"compile must be default, reduce-overhead or max-autotune, got "
-                             f"{self.compile!r}")
-        if not (math.isfinite(self.rr_weight) and self.rr_weight >= 0):
-            raise InputError(f"rr_weight must be finite and >= 0, got {self.rr_weight}")
-        if not (math.isfinite(self.decision_tolerance) and 0 <= self.decision_tolerance < 1):
-            raise InputError(f"decision_tolerance must lie in [0, 1), got "
-                             f"{self.decision_tolerance}")
+        check_int(self.patch, "patch", 8)
+        check_int(self.steps, "steps", 0)
+        if self.lr is not None:
+            check_real(self.lr, "lr", 0.0, MAX_LR, low_open=True)
+        check_real(self.weight_decay, "weight_decay", 0.0)
+        for name in ("batch_size", "inference_batch"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, 1)
+        if self.loss_weights is not None:
+            try:
+                _check_weights(self.loss_weights, "loss_weights")
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+        for name in ("coregister", "amp", "harmonise", "decide"):
+            check_bool(getattr(self, name), name)
+        check_int(self.calibration_batches, "calibration_batches", 1)
+        check_int(self.tile, "tile", 16)
+        if self.overlap is not None:
+            check_int(self.overlap, "overlap", 0, self.tile - 1)
+        check_seed(self.seed)
+        check_real(self.max_nodata, "max_nodata", 0.0, 1.0, high_open=True)
+        check_real(self.rr_weight, "rr_weight", 0.0)
+        check_real(self.decision_tolerance, "decision_tolerance", 0.0, 1.0, high_open=True)
         from tta.classical import list_methods
 
         if self.other_bands not in list_methods():
             raise InputError(f"other_bands must be a classical method ({', '.join(list_methods())}"
                              f"), got {self.other_bands!r}")
-        if not 0.0 <= self.max_nodata < 1.0:
-            raise InputError(f"max_nodata must lie in [0, 1), got {self.max_nodata}")
+        if not isinstance(self.adapter_options, dict):
+            raise InputError(f"adapter_options must be a mapping, got {self.adapter_options!r}")
+        create_adapter(self.adapter, **self.adapter_options)  # the adapter checks its options
+        if ratio is not None:
+            check_multiple(self.tile, ratio, "tile")
+            check_multiple(self.patch, ratio, "patch")
+            if self.overlap is not None and self.overlap > self.tile - ratio:
+                raise InputError(f"overlap {self.overlap} must be at most tile - ratio "
+                                 f"({self.tile - ratio}) so that tiles advance")
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.adapter]
+        """``lr``, else the adapter's own default (:attr:`adapters.Adapter.default_lr`)."""
+        from adapters import ADAPTERS
+
+        return self.lr if self.lr is not None else ADAPTERS.get(self.adapter).default_lr
 
     def replace(self, **changes: Any) -> AdaptConfig:
         """A copy with ``changes`` applied (None values are ignored: 'not given')."""

@@ -60,14 +60,13 @@ def adapt_file(target: str, output: str | Path, *, model: str, weights: str | No
     with guard_memory(scene, None if device == "auto" else device):
         result = adapt_scene(net, scene, config=cfg, device=device, interface=interface,
                              compare=compare, progress=progress)
-        if nr_metrics and not result.report.get("metrics"):
+        if nr_metrics and not result.report.metrics:
             from tta.evaluation import evaluate
 
-            result.report["metrics"] = {"adapted": evaluate(scene, result.fused, "fr",
-                                                            device)}
+            result.report.metrics = {"adapted": evaluate(scene, result.fused, "fr", device)}
         t1 = time.perf_counter()
         write_fused(output, scene, result.fused, dtype=dtype, overwrite=overwrite)
-    result.report["timings"]["load"] = t_load
-    result.report["timings"]["write"] = time.perf_counter() - t1
-    result.report["output"] = str(output)
+    result.report.timings["load"] = t_load
+    result.report.timings["write"] = time.perf_counter() - t1
+    result.report.output = str(output)
     return result, plan

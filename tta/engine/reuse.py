@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from contextlib import nullcontext
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +179,10 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     from tta.classical import fuse_scene
     from tta.decomposition import decompose, default_forward
     from tta.device import resolve_device
-    from tta.engine.adapt import _blending, _to_tensor
     from tta.engine.bands import assemble, plan_bands
     from tta.engine.config import AdaptConfig
-    from tta.engine.tiling import fitted_tile, tiled_fuse
+    from tta.engine.runtime import Runtime, run_adapted_fn, to_tensor
+    from tta.engine.tiling import fit_tiles, tiled_fuse
     from tta.physics import interp23tap
 
     path = Path(adapter_path)
@@ -204,21 +204,14 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
     ratio = int(scene.ratio)
     divisor, gain = record["radiometry"]["divisor"], record["radiometry"]["gain"]
     net = copy.deepcopy(model).to(dev).eval()
-    ms = _to_tensor(part.ms, dev, divisor)[None]
-    pan = _to_tensor(part.pan, dev, divisor)[None, None]
+    ms = to_tensor(part.ms, dev, divisor)[None]
+    pan = to_tensor(part.pan, dev, divisor)[None, None]
     if gain != 1.0:
         ms, pan = ms * gain, pan * gain
     lms = interp23tap(ms, ratio)
-    use_amp = cfg.amp and dev.type == "cuda"
+    rt = Runtime(dev, cfg.amp and dev.type == "cuda", forward_fn)
     n_bands = part.n_bands
-
-    def run(t_ms: torch.Tensor, t_pan: torch.Tensor, t_lms: torch.Tensor) -> torch.Tensor:
-        ctx = torch.autocast("cuda", torch.bfloat16) if use_amp else nullcontext()
-        with ctx:
-            out = forward_fn(net, t_ms, t_pan, t_lms)
-        return out.float()
-
-    fn = run
+    fn = partial(rt.run, net)
     if record["network"] == "adapted":
         side = min(cfg.patch, *part.pan.shape)
         side -= side % ratio
@@ -227,14 +220,11 @@ def fuse_with_adapter(scene: Any, adapter_path: str | Path, *, model: nn.Module 
         dec = decompose(net, n_bands=n_bands, ratio=ratio, interface=record["interface"],
                         forward_fn=forward_fn, probe=probe)
         adapter = load_adapter(path, dec)
-
-        def fn(t_ms: torch.Tensor, t_pan: torch.Tensor, t_lms: torch.Tensor) -> torch.Tensor:
-            adapter.set_condition(t_ms, t_pan, t_lms)
-            return run(t_ms, t_pan, t_lms)
+        fn = partial(run_adapted_fn, rt, adapter, net)
 
     with torch.no_grad():
-        overlap, margin = _blending(cfg, fn, n_bands, ratio, dev)
-        tile = fitted_tile(*pan.shape[-2:], cfg.tile, overlap, ratio)  # as tta adapt
+        tile, overlap, margin = fit_tiles(fn, *pan.shape[-2:], cfg.tile, cfg.overlap, n_bands,
+                                          ratio, dev)  # as tta adapt
         fused = tiled_fuse(fn, ms[0], pan[0, 0], lms[0], ratio=ratio, tile=tile,
                            overlap=overlap, margin=margin, batch_size=cfg.inference_batch,
                            device=dev, progress=progress)

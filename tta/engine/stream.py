@@ -339,7 +339,9 @@ def network_digest(result: Any) -> str:
     h = hashlib.sha256()
     for p in result.adapter.trainable_parameters():
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    decision = result.report.get("decision") or {}
+    report = result.report
+    decision = (report.to_json() if hasattr(report, "to_json") else report).get("decision")
+    decision = decision or {}
     h.update(repr((decision.get("choice"), result.extras["gain"],
                    result.extras["divisor"])).encode())
     return h.hexdigest()[:16]
@@ -405,6 +407,7 @@ def adapt_stream(model: nn.Module, src: SceneSource, store_factory: Callable[[st
         store.close()
         raise
     report = result.report
+    report = report.to_json() if hasattr(report, "to_json") else dict(report)
     report["scene"].update(source=src.source, shape=list(src.shape))
     report["timings"]["sample_windows"] = t_sample
     report["timings"]["infer"] = fusion["seconds"]

@@ -44,9 +44,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from tta.checks import check_int
 from tta.device import resolve_device
+from tta.errors import InputError
 
-__all__ = ["blend_window", "fitted_tile", "tile_corners", "tiled_fuse"]
+__all__ = ["blend_geometry", "blend_window", "fit_tiles", "fitted_tile", "receptive_radius",
+           "tile_corners", "tiled_fuse"]
 
 #: ``fn(ms_t, pan_t, lms_t) -> fused_t`` on batched tiles, see :func:`tiled_fuse`.
 FuseFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -66,19 +69,11 @@ PAD_MODES = ("reflect", "replicate")
 
 
 # ---------------------------------------------------------------------------- validation
-def _as_int(value: object, name: str, minimum: int) -> int:
-    """``value`` as ``int``; ``ValueError`` unless it is an integer ``>= minimum``."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not ok or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_tiling(tile: int, overlap: int, ratio: int) -> int:
     """Validate the tile geometry and return the stride (a multiple of ``ratio``)."""
-    ratio = _as_int(ratio, "ratio", 1)
-    tile = _as_int(tile, "tile", 1)
-    overlap = _as_int(overlap, "overlap", 0)
+    ratio = check_int(ratio, "ratio", 1)
+    tile = check_int(tile, "tile", 1)
+    overlap = check_int(overlap, "overlap", 0)
     if tile % ratio:
         raise ValueError(
             f"tile ({tile}) must be a multiple of ratio ({ratio}) so that each tile holds whole "
@@ -94,7 +89,7 @@ def _check_tiling(tile: int, overlap: int, ratio: int) -> int:
 
 def _check_margin(margin: int, overlap: int) -> int:
     """Validate ``margin`` against ``overlap`` (``0 <= 2*margin <= overlap``)."""
-    margin = _as_int(margin, "margin", 0)
+    margin = check_int(margin, "margin", 0)
     if 2 * margin > overlap:
         raise ValueError(
             f"margin ({margin}) must be at most overlap // 2 ({overlap // 2}): the zero-weight "
@@ -170,12 +165,82 @@ def tile_corners(height: int, width: int, tile: int, overlap: int, ratio: int) -
     """
     stride = _check_tiling(tile, overlap, ratio)
     for name, value in (("height", height), ("width", width)):
-        if _as_int(value, name, 1) % ratio:
+        if check_int(value, name, 1) % ratio:
             raise ValueError(f"{name} ({value}) must be a multiple of ratio ({ratio})")
     rows = torch.from_numpy(_axis_starts(int(height), int(tile), stride))
     cols = torch.from_numpy(_axis_starts(int(width), int(tile), stride))
     grid = torch.meshgrid(rows, cols, indexing="ij")
     return torch.stack([g.reshape(-1) for g in grid], dim=1)
+
+
+# ---------------------------------------------------------------------- overlap policy
+#: Side (PAN pixels) of the receptive-field probe; a radius reaching its border means the
+#: network sees the whole input.
+PROBE_SIZE = 128
+
+
+def receptive_radius(fn: FuseFn, n_bands: int, ratio: int, *, device: torch.device,
+                     dtype: torch.dtype = torch.float32, size: int = 128) -> int:
+    """Measured receptive radius (PAN pixels) of ``fn``: how far an impulse in the inputs moves
+    the output. Probes a ``size`` square with a bump at the centre of PAN, MS and LMS."""
+    from tta.decomposition import probe_inputs
+
+    ms, pan, lms = probe_inputs(n_bands, ratio, size, device=device, dtype=dtype)
+    c = size // 2
+    with torch.inference_mode():
+        base = fn(ms, pan, lms)
+        ms2, pan2, lms2 = ms.clone(), pan.clone(), lms.clone()
+        pan2[..., c, c] += 0.5
+        lms2[..., c, c] += 0.5
+        ms2[..., c // ratio, c // ratio] += 0.5
+        lms2[..., (c // ratio) * ratio:(c // ratio + 1) * ratio,
+             (c // ratio) * ratio:(c // ratio + 1) * ratio] += 0.25
+        moved = (fn(ms2, pan2, lms2) - base).abs().amax(dim=(0, 1)) > 1e-6
+    ys, xs = torch.nonzero(moved, as_tuple=True)
+    if ys.numel() == 0:
+        return 0
+    r = int(torch.stack([(ys - c).abs().max(), (xs - c).abs().max()]).max())
+    if r >= c - 1:  # reaches the probe's border: as large as we can tell
+        return size
+    return r + ratio  # the MS bump sits up to ratio pixels off the centre
+
+
+def fit_tiles(fn: FuseFn, height: int, width: int, max_tile: int, overlap: int | None,
+              n_bands: int, ratio: int, device: torch.device) -> tuple[int, int, int]:
+    """The whole tiling policy of a fusion ``fn`` on a ``height`` x ``width`` PAN grid:
+    ``(tile, overlap, margin)`` from :func:`blend_geometry` (at ``max_tile``) and
+    :func:`fitted_tile`."""
+    overlap, margin = blend_geometry(fn, max_tile, overlap, n_bands, ratio, device)
+    return fitted_tile(height, width, max_tile, overlap, ratio), overlap, margin
+
+
+def blend_geometry(fn: FuseFn, tile: int, overlap: int | None, n_bands: int, ratio: int,
+                   device: torch.device) -> tuple[int, int]:
+    """The overlap policy: ``(overlap, margin)`` of the inference tiles of ``fn``.
+
+    The margin (tile-edge pixels given zero weight) is the measured receptive radius rounded
+    up to the ratio, so for a translation-equivariant network the tiled fusion equals the
+    untiled one; the overlap adds a cross-fade ramp of ``4 * ratio`` pixels. A network whose
+    output depends on the whole input (the radius reaches the probe's border, e.g. KSDiff's
+    image-wide prior) cannot be tiled exactly at any size: its tiles overlap by half a tile.
+    A configured ``overlap`` is used as given (margin a quarter of it).
+
+    Raises:
+        InputError: ``tile`` too small for the measured radius (names the smallest tile).
+    """
+    if overlap is not None:
+        return overlap, overlap // 4
+    r = receptive_radius(fn, n_bands, ratio, device=device, size=PROBE_SIZE)
+    if r >= PROBE_SIZE:  # image-wide context: no tile is exact
+        overlap = ratio * (tile // 2 // ratio)
+        return overlap, overlap // 4
+    margin = ratio * math.ceil(max(r, 1) / ratio)
+    overlap = 2 * margin + 4 * ratio
+    if overlap > tile - ratio:
+        raise InputError(f"tile {tile} is too small for this model's receptive radius "
+                         f"({r} px, overlap {overlap}); use a tile of at least "
+                         f"{overlap + ratio}")
+    return overlap, margin
 
 
 def _profile(tile: int, margin: int, ramp: int, low: bool, high: bool) -> Tensor:
@@ -246,9 +311,9 @@ def blend_window(
         >>> float(w[0, 8]), float(w[8, 8])
         (0.0, 1.0)
     """
-    tile = _as_int(tile, "tile", 1)
-    margin = _as_int(margin, "margin", 0)
-    ramp = _as_int(ramp, "ramp", 0)
+    tile = check_int(tile, "tile", 1)
+    margin = check_int(margin, "margin", 0)
+    ramp = check_int(ramp, "ramp", 0)
     if 2 * margin >= tile:
         raise ValueError(f"2*margin ({2 * margin}) must be smaller than tile ({tile})")
     rows = _profile(tile, margin, ramp, top, bottom)
@@ -509,16 +574,16 @@ def tiled_fuse(
         >>> fused.shape
         (4, 128, 128)
     """
-    ratio = _as_int(ratio, "ratio", 1)
-    tile = _as_int(tile, "tile", 1)
-    overlap = tile // 4 if overlap is None else _as_int(overlap, "overlap", 0)
+    ratio = check_int(ratio, "ratio", 1)
+    tile = check_int(tile, "tile", 1)
+    overlap = tile // 4 if overlap is None else check_int(overlap, "overlap", 0)
     margin = overlap // 4 if margin is None else margin
     stride = _check_tiling(tile, overlap, ratio)
     margin = _check_margin(margin, overlap)
     ramp = overlap - 2 * margin
     auto = batch_size is None
     if not auto:
-        batch_size = _as_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
     if amp_dtype is not None and not (isinstance(amp_dtype, torch.dtype)

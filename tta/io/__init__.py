@@ -13,12 +13,15 @@ Every reader takes ``bands`` (the MS band names, ``--bands`` on the command line
 overrides the layout a file declares (h5 attribute ``bands``, GeoTIFF band descriptions, MATLAB
 variable ``bands``, the manifest's ``bands``); see :class:`Scene` for how names are matched to
 the sensor.
+
+Fused products are written by the writer that :data:`WRITERS` holds for the output's suffix
+(``.h5`` and ``.tif`` families; :func:`register_writer` adds one).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +35,13 @@ from tta.io.h5 import count_h5, iter_h5, read_h5, write_h5
 from tta.io.mat import read_mat
 from tta.io.safety import check_local_path
 from tta.io.scene import Scene
+from tta.registry import Registry
 from tta.sensors import Sensor
 
 __all__ = [
     "Scene",
     "SceneSpec",
+    "WRITERS",
     "atomic_output",
     "check_output_path",
     "count_scenes",
@@ -47,6 +52,8 @@ __all__ = [
     "read_h5",
     "read_mat",
     "read_scene",
+    "register_writer",
+    "writer_for",
     "write_fused",
     "write_geotiff",
     "write_h5",
@@ -56,6 +63,48 @@ __all__ = [
 _H5 = (".h5", ".hdf5", ".he5")
 _TIF = (".tif", ".tiff")
 _YAML = (".yaml", ".yml")
+
+#: ``writer(path, scene, fused (C, H, W) DN, *, dtype, overwrite) -> Path``.
+Writer = Callable[..., Path]
+#: Writers of fused products by lower-case output suffix (``".h5"``).
+WRITERS: Registry[Writer] = Registry("output format")
+
+
+def register_writer(*suffixes: str) -> Callable[[Writer], Writer]:
+    """Decorator registering a fused-product writer for each of ``suffixes`` (``".npy"``)."""
+    def add(fn: Writer) -> Writer:
+        for suffix in suffixes:
+            WRITERS.register(suffix.lower(), fn)
+        return fn
+
+    return add
+
+
+def writer_for(path: str | Path) -> Writer:
+    """The writer of ``path``'s suffix.
+
+    Raises:
+        InputError: No writer for the suffix; names the formats.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITERS:
+        firsts = list(dict((id(w), s) for s, w in reversed(list(WRITERS.items()))).values())
+        raise InputError(f"{path}: output must end in {' or '.join(reversed(firsts))}")
+    return WRITERS[suffix]
+
+
+@register_writer(*_H5)
+def _write_h5_product(path: str | Path, scene: Scene, fused: np.ndarray, *, dtype: str,
+                      overwrite: bool) -> Path:
+    """The scene's inputs plus dataset ``fused`` (float32; ``dtype`` does not apply)."""
+    return write_h5(path, scene, fused=fused, overwrite=overwrite)
+
+
+@register_writer(*_TIF)
+def _write_tif_product(path: str | Path, scene: Scene, fused: np.ndarray, *, dtype: str,
+                       overwrite: bool) -> Path:
+    """The fused bands on the PAN grid with the scene's georeferencing and nodata."""
+    return write_geotiff(path, fused, scene, dtype=dtype, overwrite=overwrite)
 
 
 @dataclass(frozen=True)
@@ -229,23 +278,17 @@ def write_fused(
     dtype: str = "uint16",
     overwrite: bool = False,
 ) -> Path:
-    """Write a fused ``(C, H, W)`` product in DN, by extension: ``.h5`` or ``.tif``.
-
-    The h5 output holds the scene's inputs plus dataset ``fused``; the GeoTIFF holds the fused
-    bands on the PAN grid with the scene's georeferencing and nodata.
+    """Write a fused ``(C, H, W)`` product in DN with the writer of its suffix
+    (:data:`WRITERS`): the h5 output holds the scene's inputs plus dataset ``fused``; the
+    GeoTIFF holds the fused bands on the PAN grid with the scene's georeferencing and nodata.
 
     Raises:
-        InputError: The product has NaN or infinite values outside the nodata mask, or the
-            extension is neither .h5 nor .tif.
+        InputError: No writer for the suffix, or the product has NaN or infinite values
+            outside the nodata mask.
         OutputError: See :func:`tta.io.atomic.check_output_path`.
     """
     from tta.checks import check_finite_product
 
-    suffix = Path(path).suffix.lower()
-    if suffix in _H5 + _TIF:
-        check_finite_product(fused, scene)
-    if suffix in _H5:
-        return write_h5(path, scene, fused=fused, overwrite=overwrite)
-    if suffix in _TIF:
-        return write_geotiff(path, fused, scene, dtype=dtype, overwrite=overwrite)
-    raise InputError(f"{path}: output must end in .h5 or .tif")
+    writer = writer_for(path)
+    check_finite_product(fused, scene)
+    return writer(path, scene, fused, dtype=dtype, overwrite=overwrite)

@@ -11,7 +11,14 @@ tensor in the fused image's dtype and device, differentiable in the fused image.
 decimation and correlation math come from :mod:`tta.physics` and :mod:`tta.metrics`.
 """
 
-from tta.losses.physics import LOSS_TERMS, PhysicsLoss, loss_weights
+from tta.losses.physics import (
+    LOSS_TERMS,
+    LossTerm,
+    PhysicsLoss,
+    TermInputs,
+    loss_weights,
+    register_loss_term,
+)
 from tta.losses.terms import (
     GENERIC_GNYQ_MS,
     ZPNN_THRESHOLD_WINDOW,
@@ -29,12 +36,15 @@ __all__ = [
     "GENERIC_GNYQ_MS",
     "LOSS_TERMS",
     "ZPNN_THRESHOLD_WINDOW",
+    "LossTerm",
     "PhysicsLoss",
+    "TermInputs",
     "anchor_loss",
     "default_border",
     "ergas_loss",
     "loss_weights",
     "q2n_loss",
+    "register_loss_term",
     "reproject_fused",
     "spatial_loss",
     "spectral_loss",

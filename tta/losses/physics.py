@@ -1,10 +1,18 @@
-"""The weighted physics loss of test-time adaptation and its per-sensor default weights."""
+"""The weighted physics loss of test-time adaptation, its registry of terms and its per-sensor
+default weights.
+
+A term is a function of :class:`TermInputs` registered in :data:`LOSS_TERMS` with
+:func:`register_loss_term`; :class:`PhysicsLoss` computes every registered term whose weight
+is not 0, in registration order, and the config's ``loss_weights`` accept every registered
+name.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from functools import cache
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,12 +22,13 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from tta.checks import check_gains
 from tta.errors import SensorError
 from tta.losses.terms import (
+    SPATIAL_KINDS,
     ZPNN_THRESHOLD_WINDOW,
     Gains,
     Phase,
-    _as_gain_list,
     anchor_loss,
     default_border,
     ergas_loss,
@@ -29,20 +38,109 @@ from tta.losses.terms import (
     spectral_loss,
 )
 from tta.physics import mtf_kernels
+from tta.registry import Registry
 from tta.sensors import Sensor, get_sensor
 
-__all__ = ["LOSS_TERMS", "PhysicsLoss", "loss_weights"]
+__all__ = ["LOSS_TERMS", "LossTerm", "PhysicsLoss", "TermInputs", "loss_weights",
+           "register_loss_term"]
 
-#: Names of the loss terms, in the order they are computed and reported.
-LOSS_TERMS = ("spectral", "spatial", "anchor", "ergas", "q2n")
+
+@dataclass
+class TermInputs:
+    """What one call of :class:`PhysicsLoss` gives each term (normalised DN tensors).
+
+    Attributes:
+        loss: The calling loss (ratio, MTF kernels, border, norm, spatial kind, windows).
+        fused: ``(B, C, H, W)``; ms ``(B, C, H/r, W/r)``; pan ``(B, 1, H, W)``.
+        lms: Upsampled MS or None; reference: the source model's output or None.
+        phase: Decimation phase of this call or None; rho_max: Z-PNN threshold or None.
+    """
+
+    loss: PhysicsLoss
+    fused: Tensor
+    ms: Tensor
+    pan: Tensor
+    lms: Tensor | None
+    reference: Tensor | None
+    phase: Phase | None
+    rho_max: Tensor | None
+
+    @cached_property
+    def projected(self) -> Tensor:
+        """The fused image filtered and decimated onto the MS grid (computed once a call)."""
+        return reproject_fused(self.fused, self.loss.ratio, kernels=self.loss.kernels,
+                               phase=self.phase)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered loss term.
+
+    Attributes:
+        fn: ``fn(inputs) -> 0-d Tensor``, or None when the call lacks what it needs (the
+            anchor without a reference).
+        default_weight: Weight when neither ``presets.yaml`` nor the caller gives one.
+    """
+
+    fn: Callable[[TermInputs], Tensor | None]
+    default_weight: float = 0.0
+
+
+#: The loss terms by name, in the order they are computed and reported.
+LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
+
+
+def register_loss_term(name: str, *, default_weight: float = 0.0
+                       ) -> Callable[[Callable[[TermInputs], Tensor | None]],
+                                     Callable[[TermInputs], Tensor | None]]:
+    """Decorator registering ``fn(inputs: TermInputs) -> Tensor | None`` as loss term ``name``
+    (off unless a weight is given: ``default_weight`` 0)."""
+    def add(fn: Callable[[TermInputs], Tensor | None]) -> Callable[[TermInputs], Tensor | None]:
+        LOSS_TERMS.register(name, LossTerm(fn, float(default_weight)))
+        return fn
+
+    return add
+
+
+@register_loss_term("spectral")
+def _spectral(t: TermInputs) -> Tensor:
+    return spectral_loss(t.fused, t.ms, None, t.loss.ratio, phase=t.phase,
+                         kernels=t.loss.kernels, border=t.loss.border, norm=t.loss.norm)
+
+
+@register_loss_term("spatial")
+def _spatial(t: TermInputs) -> Tensor:
+    s = t.loss
+    return spatial_loss(t.fused, t.pan, s.ratio, lms=t.lms, window=s.window,
+                        kind=s.spatial_kind, border=s.ratio * s.border, rho_max=t.rho_max,
+                        kernels=s.kernels, threshold_window=s.threshold_window)
+
+
+@register_loss_term("ergas")
+def _ergas(t: TermInputs) -> Tensor:
+    return ergas_loss(t.projected, t.ms, t.loss.ratio, border=t.loss.border)
+
+
+@register_loss_term("q2n")
+def _q2n(t: TermInputs) -> Tensor:
+    return q2n_loss(t.projected, t.ms, border=t.loss.border)
+
+
+@register_loss_term("anchor")
+def _anchor(t: TermInputs) -> Tensor | None:
+    if t.reference is None:
+        return None
+    return anchor_loss(t.fused, t.reference, border=t.loss.ratio * t.loss.border)
 
 
 def _check_weights(weights: Mapping[str, Any], origin: str) -> dict[str, float]:
     if not isinstance(weights, Mapping):
-        raise ValueError(f"{origin}: weights must be a mapping of {LOSS_TERMS} to numbers")
-    unknown = sorted(set(weights) - set(LOSS_TERMS))
+        raise ValueError(f"{origin}: weights must be a mapping of {LOSS_TERMS.names()} to "
+                         "numbers")
+    unknown = sorted(str(k) for k in set(weights) - set(LOSS_TERMS))
     if unknown:
-        raise ValueError(f"{origin}: unknown loss term(s) {unknown}; known: {list(LOSS_TERMS)}")
+        raise ValueError(f"{origin}: unknown loss term(s) {unknown}; known: "
+                         f"{list(LOSS_TERMS)}")
     out: dict[str, float] = {}
     for key, value in weights.items():
         try:
@@ -61,11 +159,7 @@ def _presets() -> dict[str, dict[str, float]]:
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "default" not in data:
         raise ValueError("tta/losses/presets.yaml: needs a 'default' entry")
-    out = {str(k).upper(): _check_weights(v, f"presets.yaml[{k}]") for k, v in data.items()}
-    missing = set(LOSS_TERMS) - set(out["DEFAULT"])
-    if missing:
-        raise ValueError(f"tta/losses/presets.yaml: 'default' lacks {sorted(missing)}")
-    return out
+    return {str(k).upper(): _check_weights(v, f"presets.yaml[{k}]") for k, v in data.items()}
 
 
 def _sensor_key(sensor: Sensor | str | Path) -> str:
@@ -98,7 +192,8 @@ def loss_weights(sensor: Sensor | str | Path | None = None) -> dict[str, float]:
         Z-PNN ``sensor.py`` (github.com/matciotola/Z-PNN) for the form of ``spatial``.
     """
     presets = _presets()
-    out = dict(presets["DEFAULT"])
+    out = {name: term.default_weight for name, term in LOSS_TERMS.items()}
+    out.update(presets["DEFAULT"])
     if sensor is not None:
         out.update(presets.get(_sensor_key(sensor), {}))
     return out
@@ -159,7 +254,7 @@ class PhysicsLoss(nn.Module):
         norm: str = "l1",
     ):
         super().__init__()
-        self.gains = tuple(_as_gain_list(gnyq_ms))
+        self.gains = check_gains(gnyq_ms)
         kernels = mtf_kernels(self.gains, ratio, size, dtype=torch.float64)  # validates
         self.ratio = int(ratio)
         self.register_buffer("kernels", kernels, persistent=False)
@@ -169,8 +264,8 @@ class PhysicsLoss(nn.Module):
         if not any(merged.values()):
             raise ValueError("PhysicsLoss: every loss weight is 0")
         self.weights = merged
-        if spatial_kind not in ("zpnn", "drho"):
-            raise ValueError(f"spatial_kind must be 'zpnn' or 'drho', got {spatial_kind!r}")
+        if spatial_kind not in SPATIAL_KINDS:
+            raise ValueError(f"spatial_kind must be one of {SPATIAL_KINDS}, got {spatial_kind!r}")
         if norm not in ("l1", "l2"):
             raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
         self.spatial_kind = spatial_kind
@@ -263,25 +358,14 @@ class PhysicsLoss(nn.Module):
             ValueError: Shape mismatches, or no term to compute (anchor only, no reference).
         """
         w = self.weights
+        inputs = TermInputs(self, fused, ms, pan, lms, reference,
+                            self.phase if phase is None else phase, rho_max)
         parts: dict[str, Tensor] = {}
-        if w["spectral"]:
-            parts["spectral"] = spectral_loss(
-                fused, ms, None, self.ratio, phase=self.phase if phase is None else phase,
-                kernels=self.kernels, border=self.border, norm=self.norm)
-        if w["spatial"]:
-            parts["spatial"] = spatial_loss(
-                fused, pan, self.ratio, lms=lms, window=self.window, kind=self.spatial_kind,
-                border=self.ratio * self.border, rho_max=rho_max, kernels=self.kernels,
-                threshold_window=self.threshold_window)
-        if w["ergas"] or w["q2n"]:
-            proj = reproject_fused(fused, self.ratio, kernels=self.kernels,
-                                   phase=self.phase if phase is None else phase)
-            if w["ergas"]:
-                parts["ergas"] = ergas_loss(proj, ms, self.ratio, border=self.border)
-            if w["q2n"]:
-                parts["q2n"] = q2n_loss(proj, ms, border=self.border)
-        if w["anchor"] and reference is not None:
-            parts["anchor"] = anchor_loss(fused, reference, border=self.ratio * self.border)
+        for name, term in LOSS_TERMS.items():
+            if w.get(name):
+                value = term.fn(inputs)
+                if value is not None:
+                    parts[name] = value
         if not parts:
             raise ValueError("PhysicsLoss: nothing to compute (anchor-only loss without a "
                              "reference)")

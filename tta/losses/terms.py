@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tta.checks import check_bchw, check_gains, check_int
 from tta.metrics import local_cross_correlation
 from tta.metrics.no_reference import xcorr_field
 from tta.physics import decimate, depthwise_filter, mtf_kernels
-from tta.physics._pad import check_bchw
 
 __all__ = [
     "GENERIC_GNYQ_MS",
@@ -48,7 +48,8 @@ GENERIC_GNYQ_MS = 0.3
 ZPNN_THRESHOLD_WINDOW = 16
 
 _NORMS = ("l1", "l2")
-_SPATIAL_KINDS = ("zpnn", "drho")
+#: Kinds of :func:`spatial_loss`.
+SPATIAL_KINDS = ("zpnn", "drho")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -56,15 +57,9 @@ def _check_image(x: Tensor, name: str) -> None:
     check_bchw(x, name)
 
 
-def _check_int(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _crop(x: Tensor, border: int, name: str = "border") -> Tensor:
     """``x[..., b:-b, b:-b]``; raises if nothing would be left."""
-    border = _check_int(border, name, 0)
+    border = check_int(border, name, 0)
     if border == 0:
         return x
     h, w = x.shape[-2:]
@@ -94,19 +89,13 @@ def _correlation(x: Tensor, y: Tensor, window: int) -> Tensor:
     float64 inputs, the same field computed in ``x``'s dtype otherwise (float32 training is
     3-4x faster this way; the field's definition is unchanged).
     """
-    window = _check_int(window, "window", 1)
+    window = check_int(window, "window", 1)
     if x.dtype == torch.float64:
         return local_cross_correlation(x, y, window / 2.0)
     y = y.to(x.dtype)
     if y.shape[1] != x.shape[1]:
         y = y.expand_as(x)
     return xcorr_field(x, y, window / 2.0)
-
-
-def _as_gain_list(gnyq: Gains) -> list[float]:
-    if isinstance(gnyq, Tensor):
-        return [float(v) for v in gnyq.detach().reshape(-1).cpu().tolist()]
-    return [float(v) for v in np.asarray(gnyq, dtype=np.float64).reshape(-1)]
 
 
 # ----------------------------------------------------------------------------- spectral
@@ -166,7 +155,7 @@ def spectral_loss(
     """
     _check_image(fused, "fused")
     _check_image(ms, "ms")
-    ratio = _check_int(ratio, "ratio", 1)
+    ratio = check_int(ratio, "ratio", 1)
     b, c, h, w = fused.shape
     if h % ratio or w % ratio:
         raise ValueError(f"fused {h}x{w} is not divisible by ratio {ratio}")
@@ -180,7 +169,7 @@ def spectral_loss(
     if kernels is None:
         if gnyq_ms is None:
             raise ValueError("spectral_loss needs the MS Nyquist gains (gnyq_ms) or kernels")
-        kernels = mtf_kernels(_as_gain_list(gnyq_ms), ratio, size, device=fused.device,
+        kernels = mtf_kernels(check_gains(gnyq_ms), ratio, size, device=fused.device,
                               dtype=torch.float64)
     low = depthwise_filter(fused, kernels, padding="replicate")
     diff = _crop(decimate(low, ratio, phase) - ms.to(device=fused.device, dtype=fused.dtype),
@@ -225,11 +214,11 @@ def default_border(
         Our choice (the kernels of :func:`tta.physics.mtf_kernels`); Z-PNN cuts the full
         half-size with its valid convolution, affordable on whole images, not on patches.
     """
-    ratio = _check_int(ratio, "ratio", 1)
+    ratio = check_int(ratio, "ratio", 1)
     if kernels is None:
         if gnyq_ms is None:
             raise ValueError("default_border needs the MS Nyquist gains (gnyq_ms) or kernels")
-        kernels = mtf_kernels(_as_gain_list(gnyq_ms), ratio, size, dtype=torch.float64)
+        kernels = mtf_kernels(check_gains(gnyq_ms), ratio, size, dtype=torch.float64)
     a = kernels.detach().to(device="cpu", dtype=torch.float64).abs()
     half = a.shape[-1] // 2
     total = a.sum(dim=(-2, -1))
@@ -286,10 +275,10 @@ def zpnn_rho_max(
     """
     _check_image(lms, "lms")
     pan = _pan_like(pan, lms)
-    ratio = _check_int(ratio, "ratio", 1)
+    ratio = check_int(ratio, "ratio", 1)
     with torch.no_grad():
         if kernels is None:
-            gain = GENERIC_GNYQ_MS if gnyq_ms is None else _as_gain_list(gnyq_ms)[0]
+            gain = GENERIC_GNYQ_MS if gnyq_ms is None else check_gains(gnyq_ms)[0]
             kernels = mtf_kernels([gain], ratio, size, device=lms.device, dtype=torch.float64)
         pan_low = depthwise_filter(pan.detach(), kernels[:1], padding="replicate")
         return _correlation(lms.detach(), pan_low, window)
@@ -364,9 +353,9 @@ def spatial_loss(
     """
     _check_image(fused, "fused")
     pan = _pan_like(pan, fused)
-    ratio = _check_int(ratio, "ratio", 1)
-    if kind not in _SPATIAL_KINDS:
-        raise ValueError(f"kind must be one of {_SPATIAL_KINDS}, got {kind!r}")
+    ratio = check_int(ratio, "ratio", 1)
+    if kind not in SPATIAL_KINDS:
+        raise ValueError(f"kind must be one of {SPATIAL_KINDS}, got {kind!r}")
     rho = _correlation(fused, pan, ratio if window is None else window)
     if kind == "drho":
         return _crop(1.0 - rho.clamp(-1.0, 1.0), border).mean()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,16 +131,3 @@ def blocks(x: Tensor, size: int) -> tuple[Tensor, Tensor]:
 
     mask = tile(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device))[0, 0]
     return tile(x), mask
-
-
-def as_gains(gnyq: Sequence[float] | Tensor | float, n: int) -> tuple[float, ...]:
-    """Nyquist gains as ``n`` floats (a scalar is repeated)."""
-    if isinstance(gnyq, Tensor):
-        vals = [float(v) for v in gnyq.detach().reshape(-1).cpu().tolist()]
-    else:
-        vals = [float(v) for v in np.asarray(gnyq, dtype=np.float64).reshape(-1)]
-    if len(vals) == 1:
-        vals = vals * n
-    if len(vals) != n:
-        raise ValueError(f"{len(vals)} MTF gains given for {n} bands")
-    return tuple(vals)

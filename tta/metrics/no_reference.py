@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tta.checks import check_gains
 from tta.metrics._common import (
     as_bchw,
-    as_gains,
     blocks,
     box_sum,
     finish,
@@ -215,7 +215,7 @@ def d_lambda_k(ms_up: Any, fused: Any, gnyq: Gains, ratio: int, block_size: int 
         :func:`tta.physics.mtf_filter` (renormalised to unit DC gain).
     """
     ref, f, batched = pair(ms_up, fused, ("ms_up", "fused"))
-    low = _physics().mtf_filter(f, as_gains(gnyq, f.shape[1]), ratio)
+    low = _physics().mtf_filter(f, check_gains(gnyq, f.shape[1]), ratio)
     return finish(1.0 - q2n(ref, low, block_size, block_size, dn_cast=dn_cast), batched)
 
 
@@ -342,7 +342,7 @@ def reprojection_phases(ms: Any, pan: Any, gnyq: Gains, ratio: int, *,
     p, _ = as_bchw(pan, "pan", device=m.device)
     _check_ms_pan(m, p, ratio)
     b, c, h, w = m.shape
-    gains = as_gains(gnyq, c)
+    gains = check_gains(gnyq, c)
     ph = _physics()
     if method == "pearson":
         phases = ph.coregistration_phases(m, p, gains, ratio)
@@ -389,7 +389,7 @@ def reproject(fused: Any, ms: Any, pan: Any, gnyq: Gains, ratio: int, *,
     """
     f, batched = as_bchw(fused, "fused")
     ph = _physics()
-    low = ph.mtf_filter(f, as_gains(gnyq, f.shape[1]), ratio)
+    low = ph.mtf_filter(f, check_gains(gnyq, f.shape[1]), ratio)
     if phases is None:
         m, _ = as_bchw(ms, "ms", device=f.device)
         p, _ = as_bchw(pan, "pan", device=f.device)
@@ -491,7 +491,7 @@ def fr_metrics(ms: Any, pan: Any, fused: Any, sensor: Sensor | str | tuple[Gains
         if max_value is None:
             raise ValueError("clip=True needs max_value")
         f = f.clamp(0.0, float(max_value))
-    gains = as_gains(gnyq, f.shape[1])
+    gains = check_gains(gnyq, f.shape[1])
     if ms_up is None:
         up = _physics().interp23tap(m, ratio)
     else:

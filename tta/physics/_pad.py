@@ -1,4 +1,5 @@
-"""Padding and small validation helpers shared by the physics operators (private)."""
+"""Padding shared by the physics operators (private); their argument checks are
+:mod:`tta.checks`."""
 
 from __future__ import annotations
 
@@ -30,20 +31,3 @@ def pad2d(x: Tensor, pad: int, mode: str) -> Tensor:
     rows = torch.arange(-pad, h + pad, device=x.device).remainder(h)
     cols = torch.arange(-pad, w + pad, device=x.device).remainder(w)
     return x.index_select(-2, rows).index_select(-1, cols)
-
-
-def check_bchw(x: Tensor, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a 4-D ``(B, C, H, W)`` floating tensor."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-
-
-def check_ratio(ratio: int) -> int:
-    """Return ``ratio`` as ``int``; raise ``ValueError`` unless it is an integer >= 1."""
-    if isinstance(ratio, bool) or int(ratio) != ratio or ratio < 1:
-        raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
-    return int(ratio)

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tta.physics._pad import check_bchw, check_ratio
-from tta.physics.mtf import Gains, _as_gains, depthwise_filter, mtf_kernels
+from tta.checks import check_bchw, check_gains, check_ratio
+from tta.physics.mtf import Gains, depthwise_filter, mtf_kernels
 
 __all__ = ["coregistration_phases", "local_correlation"]
 
@@ -121,7 +121,7 @@ def coregistration_phases(
         raise ValueError(
             f"PAN {tuple(pan.shape)} does not match MS {tuple(ms.shape)} at ratio {ratio}"
         )
-    gains = _as_gains(gnyq_ms, c)
+    gains = check_gains(gnyq_ms, c)
     work = torch.promote_types(ms.dtype, pan.dtype)
     if work in (torch.float16, torch.bfloat16):
         work = torch.float32

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tta.physics._pad import check_bchw, check_ratio
-from tta.physics.mtf import Gains, MTFFilter, _as_gains, mtf_filter
+from tta.checks import check_bchw, check_gains, check_ratio
+from tta.physics.mtf import Gains, MTFFilter, mtf_filter
 from tta.sensors import Sensor, get_sensor
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class WaldDegrade(nn.Module):
         gains, ratio = _sensor_gains(gnyq_ms, ratio)
         self.ratio = check_ratio(ratio)
         self.clip_min = clip_min
-        self.mtf = MTFFilter(_as_gains(gains), self.ratio, size)
+        self.mtf = MTFFilter(check_gains(gains), self.ratio, size)
 
     def forward(self, ms: Tensor, pan: Tensor) -> tuple[Tensor, Tensor]:
         """Degrade ``ms`` ``(B, C, h, w)`` and ``pan`` ``(B, P, r*h, r*w)``."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tta.physics._pad import check_bchw, check_ratio
+from tta.checks import check_bchw, check_ratio
 
 __all__ = ["CDF23", "bicubic_upsample", "interp23tap", "interp23tap_kernel"]
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tta.physics._pad import check_bchw, check_ratio, pad2d
+from tta.checks import check_bchw, check_gains, check_ratio
+from tta.physics._pad import pad2d
 from tta.sensors import Sensor, get_sensor
 
 __all__ = [
@@ -34,27 +35,6 @@ Gains = Sequence[float] | Tensor | float
 
 #: Kernel size above which :func:`depthwise_filter` uses FFT convolution in ``"auto"`` mode.
 FFT_MIN_SIZE = 15
-
-
-def _as_gains(gnyq: Gains, n: int | None = None) -> tuple[float, ...]:
-    """Gains as a tuple of Python floats (length ``n`` when given; a scalar is repeated)."""
-    if isinstance(gnyq, Tensor):
-        # Gains are configuration, not data: one host copy, never part of the autograd graph.
-        values = [float(v) for v in gnyq.detach().reshape(-1).cpu().tolist()]
-    elif isinstance(gnyq, int | float | np.floating | np.integer):
-        values = [float(gnyq)]
-    else:
-        values = [float(v) for v in np.asarray(gnyq, dtype=np.float64).reshape(-1)]
-    if n is not None and len(values) == 1:
-        values = values * n
-    if not values:
-        raise ValueError("no MTF gain given")
-    if n is not None and len(values) != n:
-        raise ValueError(f"{len(values)} MTF gains given for {n} channels")
-    for g in values:
-        if not 0.0 < g < 1.0:
-            raise ValueError(f"MTF Nyquist gains must lie in (0, 1), got {g}")
-    return tuple(values)
 
 
 @contextmanager
@@ -151,7 +131,7 @@ def mtf_kernels(
     """
     ratio = check_ratio(ratio)
     size = _check_size(size)
-    gains = _as_gains(gnyq)
+    gains = check_gains(gnyq)
     bank = torch.stack([_kernel_f64(g, ratio, size) for g in gains])
     return bank.to(device=device, dtype=dtype or torch.get_default_dtype())
 
@@ -233,7 +213,7 @@ def mtf_filter(x: Tensor, gnyq: Gains, ratio: int, size: int = 41, *,
         kernels sum exactly to 1 (see :func:`mtf_kernels`).
     """
     check_bchw(x)
-    gains = _as_gains(gnyq, x.shape[1])
+    gains = check_gains(gnyq, x.shape[1])
     kernels = mtf_kernels(gains, ratio, size, device=x.device, dtype=torch.float64)
     return depthwise_filter(x, kernels, padding="replicate", method=method)
 
@@ -296,7 +276,7 @@ class MTFFilter(nn.Module):
 
     def __init__(self, gnyq: Gains, ratio: int, size: int = 41, method: str = "auto"):
         super().__init__()
-        self.gains = _as_gains(gnyq)
+        self.gains = check_gains(gnyq)
         self.ratio = check_ratio(ratio)
         self.method = method
         self.register_buffer("kernels", mtf_kernels(self.gains, ratio, size,

@@ -7,10 +7,10 @@ package cuts the scene into patches and picks an informative, diverse subset:
   tiling of the PAN grid and vectorised window extraction (:mod:`tta.sampling.patches`);
 * :func:`describe_patches`, :func:`descriptor_names` - standardised spectral / texture /
   MS-PAN descriptors, one row per patch (:mod:`tta.sampling.descriptors`);
-* :func:`select_patches` with :data:`SAMPLERS` ``("random", "fps", "kmeans", "swift")`` and
-  the samplers themselves (:mod:`tta.sampling.samplers`); :func:`swift_sampling`
-  (density-weighted geodesic FPS, :mod:`tta.sampling.swift`) on :func:`knn_graph`
-  (:mod:`tta.sampling.knn`).
+* :func:`select_patches` with the registry :data:`SAMPLERS` (``random``, ``fps``,
+  ``kmeans``, ``swift``; :func:`register_sampler` adds one) and the samplers
+  (:mod:`tta.sampling.samplers`); :func:`swift_sampling` (density-weighted geodesic FPS,
+  :mod:`tta.sampling.swift`) on :func:`knn_graph` (:mod:`tta.sampling.knn`).
 
 Example::
 
@@ -28,6 +28,7 @@ from tta.sampling.samplers import (
     farthest_point_sampling,
     kmeans_sampling,
     random_sampling,
+    register_sampler,
     select_patches,
 )
 from tta.sampling.swift import local_density, swift_sampling
@@ -44,6 +45,7 @@ __all__ = [
     "local_density",
     "patch_grid",
     "random_sampling",
+    "register_sampler",
     "select_patches",
     "swift_sampling",
 ]

@@ -5,21 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tta.checks import check_int
 
-def check_int(value: object, name: str, minimum: int) -> int:
-    """Return ``value`` as ``int``; raise ``ValueError`` unless it is an integer >= ``minimum``.
-
-    ``bool`` is refused (``True`` is not a count), NumPy and 0-d torch integers are accepted.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    try:
-        as_int = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if as_int != value or as_int < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return as_int
+__all__ = ["check_features", "check_int", "check_k"]
 
 
 def check_features(features: Tensor) -> Tensor:

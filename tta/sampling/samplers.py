@@ -15,12 +15,15 @@ same result. :func:`select_patches` dispatches by name:
 
 from __future__ import annotations
 
+import inspect
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from tta.registry import Registry
 from tta.sampling._checks import check_features, check_int, check_k
 from tta.sampling.knn import knn_graph
 from tta.sampling.swift import swift_sampling
@@ -31,12 +34,20 @@ __all__ = [
     "kmeans_sampling",
     "knn_graph",
     "random_sampling",
+    "register_sampler",
     "select_patches",
     "swift_sampling",
 ]
 
-#: Names accepted by :func:`select_patches`.
-SAMPLERS = ("random", "fps", "kmeans", "swift")
+#: Samplers by name, accepted by :func:`select_patches`: a function
+#: ``fn(features (N, D), k, *, seed, ...) -> LongTensor (k,)`` of distinct row indices; it
+#: receives those of ``seed``, ``n_neighbors`` and ``device`` that its signature names.
+SAMPLERS: Registry[Callable[..., Tensor]] = Registry("sampler")
+
+
+def register_sampler(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator registering a sampling function as ``name`` in :data:`SAMPLERS`."""
+    return SAMPLERS.register(name)
 
 
 def random_sampling(features: Tensor, k: int, *, seed: int = 0) -> Tensor:
@@ -197,14 +208,14 @@ def select_patches(
         >>> select_patches(feats, 3, "fps").shape
         torch.Size([3])
     """
-    if method not in SAMPLERS:
-        raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(SAMPLERS)}")
+    fn = SAMPLERS.get(method)
     check_features(features)
     k = check_k(k, features.shape[0])
-    if method == "random":
-        return random_sampling(features, k, seed=seed)
-    if method == "fps":
-        return farthest_point_sampling(features, k, seed=seed)
-    if method == "kmeans":
-        return kmeans_sampling(features, k, seed=seed)
-    return swift_sampling(features, k, seed=seed, n_neighbors=n_neighbors, device=device)
+    offered = {"seed": seed, "n_neighbors": n_neighbors, "device": device}
+    wanted = inspect.signature(fn).parameters
+    return fn(features, k, **{name: v for name, v in offered.items() if name in wanted})
+
+
+for _name, _fn in (("random", random_sampling), ("fps", farthest_point_sampling),
+                   ("kmeans", kmeans_sampling), ("swift", swift_sampling)):
+    register_sampler(_name)(_fn)

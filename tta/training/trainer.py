@@ -14,21 +14,14 @@ are refused unless ``overwrite``):
 ``<name>`` defaults to ``<arch>_<sensor>`` (``fose_wv3``), the name :func:`pretrained.load_zoo`
 looks for; ``CARDS`` defaults to ``OUT``.
 
-Stages (Fose's four, plus a fifth):
+Stages (:mod:`tta.training.stages`, one object each: Fose's four plus ``joint``, KSDiff's two
+``pretrain`` and ``diffuse``): each builds its model, says what trains and gives a batch's
+loss; :func:`run_training` is the one generic loop around them.
 
-=========  ===================  ===============================================================
-stage      arch                 what trains, on what loss
-=========  ===================  ===============================================================
-teacher    diffusion_teacher    the UNet, L1 between its x0 prediction and ``gt - lms`` at a
-                                uniformly drawn timestep (cosine schedule, DDRF's x0 target)
-distill    diffusion_student    the student, initialised from ``teacher``'s UNet; L1 to the
-                                teacher's ``teacher_steps``-step DDIM output (computed once per
-                                training image) + ``distill_gt_weight`` x L1 to ``gt``
-e2e        any other network    the network, L1 (or MSE) to ``gt``
-fuse       fose                 the adaptor only; branches loaded from ``student`` and ``e2e``
-                                files, frozen, in eval mode; L1 to ``gt``
-joint      fose                 every weight of a ``fuse`` result (``init``), small lr; L1
-=========  ===================  ===============================================================
+Long runs: ``checkpoint_every=N`` writes ``OUT/<name>.ckpt`` every N steps (model, optimiser,
+scheduler, random states, data order, step, log so far; :mod:`tta.training.checkpoint`) and
+``resume=True`` continues from it to the same final weights as an uninterrupted run; the
+checkpoint is removed when the run completes.
 
 Recipe: AdamW (``weight_decay``), learning rate cosine-annealed per step from ``lr`` to
 ``min_lr_ratio * lr``, gradient-norm clipping at ``clip_grad``, ``epochs`` x
@@ -50,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
 from tta.errors import InputError
+from tta.training.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 from tta.training.data import (
     LoadedData,
     Pair,
@@ -63,21 +56,10 @@ from tta.training.data import (
     load_pairs,
     resolve_spec,
 )
+from tta.training.stages import DEFAULT_LR, STAGES, Stage, default_stage, get_stage
 
 __all__ = ["DEFAULT_LR", "STAGES", "TrainConfig", "TrainResult", "default_stage", "train",
            "run_training", "validate", "validate_classical"]
-
-STAGES = ("teacher", "distill", "e2e", "fuse", "joint")
-DEFAULT_LR = {"teacher": 2e-4, "distill": 1e-4, "e2e": 5e-4, "fuse": 5e-4, "joint": 2e-5}
-_STAGE_ARCH = {"teacher": "diffusion_teacher", "distill": "diffusion_student", "fuse": "fose",
-               "joint": "fose"}
-_SPECIAL = ("diffusion_teacher", "diffusion_student", "fose")
-
-
-def default_stage(arch: str) -> str:
-    """The stage an architecture trains in when none is given."""
-    return {"diffusion_teacher": "teacher", "diffusion_student": "distill",
-            "fose": "fuse"}.get(arch, "e2e")
 
 
 @dataclass(frozen=True)
@@ -108,7 +90,12 @@ class TrainConfig:
         name: Output stem (default ``<arch>_<sensor>``).
         note: Free text stored as the card's ``notes`` (what the data allowed, caveats).
         out: Folder of the weights; cards: folder of the card and log (default ``out``).
-        overwrite: Replace existing outputs.
+        overwrite: Replace existing outputs (and a left-over checkpoint).
+        checkpoint_every: Write ``OUT/<name>.ckpt`` every this many steps (0: never); it is
+            removed when the run completes.
+        resume: Continue from ``OUT/<name>.ckpt`` when it exists (the config must match,
+            except ``checkpoint_every``, ``resume``, ``overwrite``, ``note``); start afresh
+            when there is none.
     """
 
     arch: str
@@ -143,6 +130,8 @@ class TrainConfig:
     out: str = "."
     cards: str | None = None
     overwrite: bool = False
+    checkpoint_every: int = 0
+    resume: bool = False
 
     @property
     def resolved_stage(self) -> str:
@@ -150,7 +139,9 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return float(self.lr) if self.lr is not None else DEFAULT_LR[self.resolved_stage]
+        if self.lr is not None:
+            return float(self.lr)
+        return get_stage(self.resolved_stage).lr
 
     def check(self) -> None:
         """Validate before any data is read.
@@ -162,19 +153,12 @@ class TrainConfig:
         import pretrained
 
         pretrained.model_class(self.arch)  # unknown arch: close matches
-        stage = self.resolved_stage
-        if stage not in STAGES:
-            raise InputError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-        want = _STAGE_ARCH.get(stage)
-        if want is not None and self.arch != want:
-            raise InputError(f"stage {stage!r} trains --arch {want}, not {self.arch!r}")
-        if want is None and self.arch in _SPECIAL:
-            raise InputError(f"--arch {self.arch} trains in stage "
-                             f"{default_stage(self.arch)!r}, not 'e2e'")
+        get_stage(self.resolved_stage).check(self)
         for label, value, minimum in (("epochs", self.epochs, 1),
                                       ("steps-per-epoch", self.steps_per_epoch, 1),
                                       ("batch", self.batch, 1), ("patch", self.patch, 8),
-                                      ("teacher-steps", self.teacher_steps, 1)):
+                                      ("teacher-steps", self.teacher_steps, 1),
+                                      ("checkpoint-every", self.checkpoint_every, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise InputError(f"--{label} must be an integer >= {minimum}, got {value!r}")
         if self.val_steps is not None and self.val_steps < 1:
@@ -185,11 +169,6 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.learning_rate}")
         if self.loss not in ("l1", "mse"):
             raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
-        needs = {"distill": ["teacher"], "joint": ["init"],
-                 "fuse": [] if self.init else ["student", "e2e"]}.get(stage, [])
-        for key in needs:
-            if getattr(self, key) is None:
-                raise InputError(f"stage {stage!r} needs --{key} FILE")
         for key in ("teacher", "student", "e2e", "init"):
             value = getattr(self, key)
             if value is not None and not Path(value).is_file():
@@ -223,100 +202,7 @@ def _spec_files(spec: str) -> list[str]:
     return [str(f) for f in parse_spec(parse_data_spec(spec).spec).files]
 
 
-def _digest(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _build(cfg: TrainConfig, n_bands: int) -> tuple[nn.Module, dict[str, Any],
-                                                   nn.Module | None]:
-    """Model to train, the init files used (for the card), and the teacher (distill)."""
-    import pretrained
-    from pretrained.zoo import model_from_weights
-
-    stage = cfg.resolved_stage
-    inits: dict[str, Any] = {}
-    teacher = None
-
-    def note(key: str, path: str, model: nn.Module) -> None:
-        inits[key] = {"file": str(path), "sha256": _digest(path), "arch": model.arch}
-
-    def bands_ok(model: nn.Module, path: str) -> None:
-        if model.n_bands != n_bands:
-            raise InputError(f"{path}: a {model.n_bands}-band model, but the data have "
-                             f"{n_bands} bands")
-
-    if stage == "distill":
-        teacher = model_from_weights(cfg.teacher, "diffusion_teacher")
-        bands_ok(teacher, cfg.teacher)
-        note("teacher", cfg.teacher, teacher)
-    if cfg.init is not None:
-        model = model_from_weights(cfg.init, cfg.arch)
-        bands_ok(model, cfg.init)
-        note("init", cfg.init, model)
-    elif stage == "distill":
-        model = pretrained.create_model("diffusion_student", n_bands=n_bands,
-                                        base=teacher.unet.base, timesteps=teacher.timesteps,
-                                        residual_scale=teacher.residual_scale)
-        model.init_from_teacher(teacher)
-    elif stage == "fuse":
-        student = model_from_weights(cfg.student, "diffusion_student")
-        e2e = model_from_weights(cfg.e2e)
-        for m, p in ((student, cfg.student), (e2e, cfg.e2e)):
-            bands_ok(m, p)
-        if e2e.arch in _SPECIAL:
-            raise InputError(f"--e2e {cfg.e2e}: holds a {e2e.arch!r} model, not an "
-                             "end-to-end network")
-        note("student", cfg.student, student)
-        note("e2e", cfg.e2e, e2e)
-        kwargs = {"width": 32, **dict(cfg.arch_kwargs)}
-        model = pretrained.create_model(
-            "fose", n_bands=n_bands, e2e=e2e.arch, base=student.unet.base,
-            timesteps=student.timesteps, e2e_kwargs=_kwargs_of(e2e, {}), **kwargs)
-        model.student.load_state_dict(student.state_dict())
-        model.e2e.load_state_dict(e2e.state_dict())
-    else:
-        model = pretrained.create_model(cfg.arch, n_bands=n_bands, **dict(cfg.arch_kwargs))
-    return model, inits, teacher
-
-
-def _trainable(model: nn.Module, stage: str) -> list[nn.Parameter]:
-    if stage == "fuse":
-        for branch in model.branches().values():
-            for p in branch.parameters():
-                p.requires_grad_(False)
-        return model.adaptor_parameters()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return list(model.parameters())
-
-
-def _set_mode(model: nn.Module, stage: str, training: bool) -> None:
-    model.train(training)
-    if stage == "fuse":
-        for branch in model.branches().values():
-            branch.eval()
-
-
-# ----------------------------------------------------------------------------- steps
-def _loss(cfg: TrainConfig, stage: str, model: nn.Module, b: dict[str, Tensor],
-          gen: torch.Generator) -> Tensor:
-    if stage == "teacher":
-        x0 = b["gt"] - b["lms"]
-        t = torch.randint(model.timesteps, (x0.shape[0],), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen).to(x0)
-        t = t.to(x0.device)
-        x_t = model.q_sample(x0, t, noise)
-        return F.l1_loss(model.denoise(x_t, t, b["lms"], b["pan"]), x0)
-    out = model(b["ms"], b["pan"], b["lms"])
-    if stage == "distill":
-        return (F.l1_loss(out, b["target"])
-                + cfg.distill_gt_weight * F.l1_loss(out, b["gt"]))
-    return F.l1_loss(out, b["gt"]) if cfg.loss == "l1" else F.mse_loss(out, b["gt"])
-
-
-def _fuse_one(model: nn.Module, pair: Pair, device: torch.device, steps: int | None
+def fuse_one(model: nn.Module, pair: Pair, device: torch.device, steps: int | None
               ) -> Tensor:
     b = {k: v.to(device) for k, v in pair.batch().items()}
     if steps is not None and getattr(model, "arch", "") == "diffusion_teacher":
@@ -342,7 +228,7 @@ def validate(model: nn.Module, pairs: list[Pair], device: torch.device | str = "
     model.eval()
     rows = []
     for pair in pairs:
-        fused = _fuse_one(model, pair, device, steps)[0].double().cpu()
+        fused = fuse_one(model, pair, device, steps)[0].double().cpu()
         gt = pair.gt.double()
         mv = pair.max_value
         scores = rr_metrics(gt * mv, fused * mv, pair.ratio, mv, border=0)
@@ -375,15 +261,6 @@ def validate_classical(method: str, pairs: list[Pair], sensor: Any) -> dict[str,
     keys = [k for k in rows[0] if k != "image"]
     mean = {k: float(sum(r[k] for r in rows) / len(rows)) for k in keys}
     return {**mean, "images": rows}
-
-
-@torch.no_grad()
-def _distill_targets(teacher: nn.Module, pairs: list[Pair], device: torch.device,
-                     steps: int) -> None:
-    teacher.to(device).eval()
-    for pair in pairs:
-        pair.target = (_fuse_one(teacher, pair, device, steps)[0]).float().cpu()
-    teacher.to("cpu")
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -465,21 +342,118 @@ def train(arch: str, data: list[str] | tuple[str, ...], *, sensor: str | None = 
     return run_training(cfg, callback)
 
 
-def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | None = None
-                 ) -> TrainResult:
-    """:func:`train` on a ready :class:`TrainConfig`."""
-    from pretrained.zoo import save_weights, zoo_stem
-    from tta.device import resolve_device
+def _lr_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig
+                 ) -> torch.optim.lr_scheduler.LambdaLR:
+    total = cfg.epochs * cfg.steps_per_epoch
+    floor = cfg.min_lr_ratio
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, total)
+                                                                  / total)))
+
+
+def _epoch_row(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData,
+               device: torch.device, opt: torch.optim.Optimizer, losses: Tensor, step: int,
+               t0: float) -> dict[str, Any]:
+    """End of an epoch: the stage's epoch work, held-out scores, the log row."""
+    stage.end_epoch(model)
+    val = validate(model, loaded.val, device, cfg.val_steps)
+    row = {"epoch": step // cfg.steps_per_epoch, "train_loss": float(losses) / cfg.steps_per_epoch,
+           "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+    if val is not None:
+        row.update({f"val_{k}": v for k, v in val.items() if k != "images"})
+    return row
+
+
+_NOT_COMPARED = ("checkpoint_every", "resume", "overwrite", "note")
+
+
+def _resume_state(cfg: TrainConfig, path: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue from (None: start afresh).
+
+    Raises:
+        InputError: A checkpoint exists but neither ``resume`` nor ``overwrite`` was given, or
+            it was written by a run with another config.
+    """
+    if not path.is_file():
+        return None
+    if not cfg.resume:
+        if cfg.overwrite:
+            return None
+        raise InputError(f"{path}: an interrupted run left this checkpoint; pass --resume to "
+                         "continue it or --overwrite to start afresh")
+    state = read_checkpoint(path)
+    now = {k: v for k, v in _config_dict(cfg).items() if k not in _NOT_COMPARED}
+    then = {k: v for k, v in dict(state.get("config", {})).items() if k not in _NOT_COMPARED}
+    diff = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+    if diff:
+        raise InputError(f"{path}: written by a run with other options ({', '.join(diff)}); "
+                         "rerun with the same options or pass --overwrite to start afresh")
+    return state
+
+
+class _Session:
+    """The mutable state of one run: model, optimiser, scheduler, sampler, noise, progress.
+
+    :meth:`state` / :meth:`restore` are what a checkpoint holds (see
+    :mod:`tta.training.checkpoint`).
+    """
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, params: list[nn.Parameter],
+                 loaded: LoadedData, device: torch.device) -> None:
+        self.cfg, self.model, self.params, self.device = cfg, model, params, device
+        self.sampler = PatchSampler(loaded.train, cfg.patch, cfg.batch, augment=cfg.augment,
+                                    seed=cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.opt = torch.optim.AdamW(params, lr=cfg.learning_rate,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = _lr_schedule(self.opt, cfg)
+        self.step, self.spent = 0, 0.0
+        self.losses = torch.zeros((), device=device)
+        self.history: list[dict[str, Any]] = []
+
+    def state(self) -> dict[str, Any]:
+        cuda = self.device.type == "cuda"
+        rng = {"sampler": self.sampler.gen.get_state(), "stage": self.gen.get_state(),
+               "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(self.device) if cuda else None}
+        return {"config": _config_dict(self.cfg), "step": self.step,
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "rng": rng,
+                "epoch_loss": self.losses.detach().cpu(), "history": self.history,
+                "seconds": self.spent}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.step, self.spent = int(state["step"]), float(state["seconds"])
+        self.history = list(state["history"])
+        self.losses = state["epoch_loss"].to(self.device)
+        self.sampler.gen.set_state(state["rng"]["sampler"])
+        self.gen.set_state(state["rng"]["stage"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def train_step(self, stage: Stage, built_state: Mapping[str, Any]) -> None:
+        b = {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.sample().items()}
+        loss = stage.loss(self.cfg, self.model, b, self.gen, built_state)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip_grad:
+            nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
+        self.opt.step()
+        self.sched.step()
+        self.losses += loss.detach()
+        self.step += 1
+
+
+def _plan(cfg: TrainConfig, loaded: LoadedData) -> tuple[str, dict[str, Path], Path]:
+    """Output name, the three output paths and the checkpoint path, checked up front."""
+    from pretrained.zoo import zoo_stem
     from tta.io.atomic import plan_outputs
 
-    cfg.check()
-    stage = cfg.resolved_stage
-    device = resolve_device(cfg.device)
-    loaded: LoadedData = load_pairs(list(cfg.data), cfg.sensor, val_data=list(cfg.val_data),
-                                    val_fraction=cfg.val_fraction, patch=cfg.patch,
-                                    root=cfg.data_root)
-    sensor = loaded.sensor
-    name = cfg.name or zoo_stem(cfg.arch, sensor)
+    name = cfg.name or zoo_stem(cfg.arch, loaded.sensor)
     out_dir = Path(cfg.out)
     card_dir = Path(cfg.cards) if cfg.cards else out_dir
     paths = {"weights": out_dir / f"{name}.safetensors", "card": card_dir / f"{name}.yaml",
@@ -490,69 +464,83 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
     plan_outputs({}, inputs, folders={"--out": out_dir, "--cards": card_dir})
     for folder in {out_dir, card_dir}:
         folder.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_path(out_dir, name)
+    plan_outputs({**paths, "checkpoint": ckpt}, inputs, overwrite=True)
     plan_outputs(paths, inputs, overwrite=cfg.overwrite)
+    return name, paths, ckpt
+
+
+def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | None = None
+                 ) -> TrainResult:
+    """:func:`train` on a ready :class:`TrainConfig`.
+
+    The loop is generic: the run's :class:`~tta.training.stages.Stage` builds the model,
+    says what trains and gives each batch's loss. With ``checkpoint_every`` the full training
+    state is written every that many steps (:mod:`tta.training.checkpoint`); ``resume``
+    continues from it to the same final weights as an uninterrupted run.
+    """
+    from tta.device import resolve_device
+
+    cfg.check()
+    stage = get_stage(cfg.resolved_stage)
+    device = resolve_device(cfg.device)
+    loaded: LoadedData = load_pairs(list(cfg.data), cfg.sensor, val_data=list(cfg.val_data),
+                                    val_fraction=cfg.val_fraction, patch=cfg.patch,
+                                    root=cfg.data_root)
+    name, paths, ckpt = _plan(cfg, loaded)
+    resumed = _resume_state(cfg, ckpt)
 
     torch.manual_seed(cfg.seed)
-    n_bands = int(loaded.train[0].gt.shape[0])
-    model, inits, teacher = _build(cfg, n_bands)
-    if teacher is not None:
-        _distill_targets(teacher, loaded.train, device, cfg.teacher_steps)
-        del teacher
-    model.to(device)
-    params = _trainable(model, stage)
-    sampler = PatchSampler(loaded.train, cfg.patch, cfg.batch, augment=cfg.augment,
-                           seed=cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    built = stage.build(cfg, int(loaded.train[0].gt.shape[0]), loaded, device)
+    model = built.model.to(device)
+    run = _Session(cfg, model, stage.trainable(model), loaded, device)
+    if resumed is not None:
+        run.restore(resumed)
     total = cfg.epochs * cfg.steps_per_epoch
-    floor = cfg.min_lr_ratio
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, total)
-                                                                  / total)))
-    val_steps = cfg.val_steps
-    history: list[dict[str, Any]] = []
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        _set_mode(model, stage, True)
-        losses = torch.zeros((), device=device)
-        for _ in range(cfg.steps_per_epoch):
-            b = {k: v.to(device, non_blocking=True) for k, v in sampler.sample().items()}
-            loss = _loss(cfg, stage, model, b, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-            opt.step()
-            sched.step()
-            losses += loss.detach()
-        if stage == "teacher":
-            model.sync_head()
-        train_loss = float(losses) / cfg.steps_per_epoch
-        val = validate(model, loaded.val, device, val_steps)
-        row = {"epoch": epoch, "train_loss": train_loss,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-        if val is not None:
-            row.update({f"val_{k}": v for k, v in val.items() if k != "images"})
-        history.append(_round(row))
-        if callback is not None:
-            callback(history[-1])
-    duration = time.perf_counter() - t_start
+    t0 = tick = time.perf_counter()
+    stage.set_mode(model, True)
+    while run.step < total:
+        run.train_step(stage, built.state)
+        epoch_end = run.step % cfg.steps_per_epoch == 0
+        if epoch_end:
+            run.history.append(_round(_epoch_row(cfg, stage, model, loaded, device, run.opt,
+                                                 run.losses, run.step, t0)))
+            run.losses = torch.zeros((), device=device)
+            stage.set_mode(model, True)
+            t0 = time.perf_counter()
+        now = time.perf_counter()
+        run.spent, tick = run.spent + now - tick, now
+        if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < total:
+            write_checkpoint(ckpt, run.state())
+        if epoch_end and callback is not None:
+            callback(run.history[-1])
+    result = _finish(cfg, stage, model, loaded, device, name, paths, built.inits,
+                     sum(p.numel() for p in run.params), run.history, run.spent)
+    ckpt.unlink(missing_ok=True)
+    return result
+
+
+def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData,
+            device: torch.device, name: str, paths: dict[str, Path], inits: dict[str, Any],
+            n_train: int, history: list[dict[str, Any]], duration: float) -> TrainResult:
+    """Final held-out scores; write the weights, card and log (all three or none)."""
+    from pretrained.zoo import save_weights
+    from tta import __version__
+
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
-    final = validate(model, loaded.val, device, val_steps)
+    final = validate(model, loaded.val, device, cfg.val_steps)
     model.to("cpu")
-
-    from tta import __version__
-
+    sensor = loaded.sensor
+    n_bands = int(loaded.train[0].gt.shape[0])
+    total = cfg.epochs * cfg.steps_per_epoch
     kwargs = _kwargs_of(model, cfg.arch_kwargs)
     meta = {"arch_kwargs": kwargs, "sensor": sensor.name, "bands": ",".join(sensor.bands),
             "ratio": str(loaded.train[0].ratio), "max_value": str(loaded.train[0].max_value),
-            "stage": stage, "name": name}
+            "stage": stage.name, "name": name}
     sha = save_weights(model, paths["weights"], metadata=meta, overwrite=cfg.overwrite)
     n_params = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in params)
     data_records = []
     for rec in loaded.records:
         rec = dict(rec)
@@ -563,7 +551,7 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
         "name": name,
         "arch": cfg.arch,
         "arch_kwargs": kwargs,
-        "stage": stage,
+        "stage": stage.name,
         "n_bands": n_bands,
         "sensor": sensor.name,
         "bands": list(sensor.bands),
@@ -584,7 +572,7 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
                 "schedule": f"cosine per step to {cfg.min_lr_ratio:g} x lr over {total} steps",
                 "clip_grad": cfg.clip_grad, "batch": cfg.batch, "patch": cfg.patch,
                 "steps_per_epoch": cfg.steps_per_epoch,
-                "loss": _loss_text(cfg, stage),
+                "loss": stage.loss_text(cfg),
                 "augmentation": "rot90 + horizontal flip" if cfg.augment else "none",
                 "scaling": "DN / max_value",
             },
@@ -616,15 +604,6 @@ def run_training(cfg: TrainConfig, callback: Callable[[dict[str, Any]], None] | 
         raise
     return TrainResult(model=model, weights=paths["weights"], card=paths["card"],
                        log=paths["log"], card_data=card, history=history)
-
-
-def _loss_text(cfg: TrainConfig, stage: str) -> str:
-    if stage == "teacher":
-        return "L1(x0_pred, gt - lms), t ~ U{0..T-1}, cosine schedule"
-    if stage == "distill":
-        return (f"L1(student, teacher {cfg.teacher_steps}-step DDIM) + "
-                f"{cfg.distill_gt_weight:g} x L1(student, gt)")
-    return f"{cfg.loss.upper()}(output, gt)"
 
 
 def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
