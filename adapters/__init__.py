@@ -48,6 +48,7 @@ __all__ = [
     "TailoredMapper",
     "create_adapter",
     "load_adapter",
+    "read_adapter_payload",
     "register_adapter",
     "save_adapter",
 ]
@@ -104,11 +105,11 @@ def save_adapter(adapter: Adapter, path: str | Path, *, overwrite: bool = False,
     return Path(path)
 
 
-def load_adapter(path: str | Path, decomposition: Any) -> Adapter:
-    """Read a file written by :func:`save_adapter` and attach it at ``decomposition``.
+def read_adapter_payload(path: str | Path) -> dict[str, Any]:
+    """The payload of a file written by :func:`save_adapter` (tensors only, no code run).
 
     Raises:
-        InputError: Missing/unreadable file, another format, or a state for another model.
+        InputError: Missing or unreadable file, or another format.
     """
     p = Path(path)
     if not p.is_file():
@@ -119,6 +120,17 @@ def load_adapter(path: str | Path, decomposition: Any) -> Adapter:
         raise InputError(f"{p}: not an adapter file ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(f"{p}: not a {FORMAT} adapter file")
+    return payload
+
+
+def load_adapter(path: str | Path, decomposition: Any) -> Adapter:
+    """Read a file written by :func:`save_adapter` and attach it at ``decomposition``.
+
+    Raises:
+        InputError: Missing/unreadable file, another format, or a state for another model.
+    """
+    p = Path(path)
+    payload = read_adapter_payload(p)
     if payload["n_bands"] != decomposition.n_bands:
         raise InputError(f"{p}: adapter is for {payload['n_bands']}-band models, this model "
                          f"has {decomposition.n_bands}")

@@ -103,17 +103,10 @@ def read_adapter_file(path: str | Path) -> dict[str, Any]:
     Raises:
         InputError: Missing/unreadable file, another format, or no rebuild record.
     """
-    from adapters import FORMAT
+    from adapters import read_adapter_payload
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: adapter file not found")
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"{p}: not an adapter file ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(f"{p}: not a {FORMAT} adapter file")
+    payload = read_adapter_payload(p)
     record = (payload.get("meta") or {}).get("record")
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         raise InputError(f"{p}: this adapter file does not record its sensor, bands and "
