@@ -6,17 +6,15 @@ from pathlib import Path
 
 import click
 
-from tta.checks import MAX_LR
 from tta.cli.options import (
-    FiniteFloat,
     RegistryChoice,
+    adaptation_options,
     bands_option,
     check_outputs,
     device_option,
     dtype_option,
     max_value_option,
     overwrite_option,
-    seed_type,
     sensor_option,
 )
 
@@ -39,23 +37,7 @@ def _fmt(v: float) -> str:
               help="Scene to adapt to and fuse (see `tta --help` for scene forms).")
 @click.option("-o", "--output", default=None, metavar="OUT",
               help="Fused product (.h5 or .tif); default SCENE_MODEL_ADAPTER.h5 here.")
-@click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
-              help="What adapts (default ft).")
-@click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
-              help="Patch selection (default swift).")
-@click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
-              help="Share of patches to train on (default 0.03).")
-@click.option("--steps", type=click.IntRange(min=0), default=None, help="Optimiser steps.")
-@click.option("--lr", type=FiniteFloat(0, MAX_LR, min_open=True), default=None,
-              help="Learning rate (default per adapter). A run whose loss diverges falls "
-                   "back to the direct network and says so.")
-@click.option("--patch", type=click.IntRange(min=8), default=None,
-              help="Training patch side, PAN pixels.")
-@click.option("--seed", type=seed_type, default=None, help="Seed (default 0).")
-@click.option("--config", "config_path", default=None, metavar="CFG.yaml",
-              help="YAML of adaptation settings; options given here override it.")
-@click.option("--interface", default=None, metavar="MODULE",
-              help="Module to adapt at (overrides the automatic decomposition).")
+@adaptation_options
 @click.option("--report", "report_path", default=None, metavar="REPORT.json",
               help="Write the run report (timings, patches, loss curve, metrics).")
 @click.option("--save-adapter", "adapter_path", default=None, metavar="FILE.pt",

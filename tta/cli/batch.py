@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import click
 
-from tta.checks import MAX_LR
 from tta.cli.options import (
     FiniteFloat,
-    RegistryChoice,
+    adaptation_options,
     bands_option,
     device_option,
     dtype_option,
     max_value_option,
     overwrite_option,
-    seed_type,
     sensor_option,
 )
 
@@ -39,22 +37,7 @@ def _line(row: dict, finished: int, total: int) -> str:
 @click.option("--model", "-m", "model_spec", default=None, metavar="NAME|FILE",
               help="As `tta adapt --model`; a manifest entry's 'model' overrides it.")
 @click.option("--weights", "-w", default=None, metavar="FILE", help="As `tta adapt`.")
-@click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
-              help="What adapts (default ft).")
-@click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
-              help="Patch selection (default swift).")
-@click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
-              help="Share of patches to train on (default 0.03).")
-@click.option("--steps", type=click.IntRange(min=0), default=None, help="Optimiser steps.")
-@click.option("--lr", type=FiniteFloat(0, MAX_LR, min_open=True), default=None,
-              help="Learning rate (default per adapter).")
-@click.option("--patch", type=click.IntRange(min=8), default=None,
-              help="Training patch side, PAN pixels.")
-@click.option("--seed", type=seed_type, default=None, help="Seed (default 0).")
-@click.option("--config", "config_path", default=None, metavar="CFG.yaml",
-              help="YAML of adaptation settings; options given here override it.")
-@click.option("--interface", default=None, metavar="MODULE",
-              help="Module to adapt at (overrides the automatic decomposition).")
+@adaptation_options
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also fuse by direct transfer and score both (as `tta adapt`).")
 @click.option("--format", "fmt", type=click.Choice(["h5", "tif"]), default="h5",

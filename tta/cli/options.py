@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tta.checks import MAX_SEED
+from tta.checks import MAX_LR, MAX_SEED
 from tta.registry import Registry
 
 
@@ -86,6 +86,36 @@ dtype_option = click.option(
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace OUT if it exists (inputs are never replaced)."
 )
+
+
+#: The adaptation settings of ``tta adapt`` and ``tta batch`` (fields of ``AdaptConfig``).
+_ADAPTATION_OPTIONS = (
+    click.option("--adapter", "-a", type=RegistryChoice("adapters:ADAPTERS"), default=None,
+                 help="What adapts (default ft)."),
+    click.option("--sampler", type=RegistryChoice("tta.sampling:SAMPLERS"), default=None,
+                 help="Patch selection (default swift)."),
+    click.option("--fraction", type=FiniteFloat(0, 1, min_open=True), default=None,
+                 help="Share of patches to train on (default 0.03)."),
+    click.option("--steps", type=click.IntRange(min=0), default=None, help="Optimiser steps."),
+    click.option("--lr", type=FiniteFloat(0, MAX_LR, min_open=True), default=None,
+                 help="Learning rate (default per adapter). A run whose loss diverges falls "
+                      "back to the direct network and says so."),
+    click.option("--patch", type=click.IntRange(min=8), default=None,
+                 help="Training patch side, PAN pixels."),
+    click.option("--seed", type=seed_type, default=None, help="Seed (default 0)."),
+    click.option("--config", "config_path", default=None, metavar="CFG.yaml",
+                 help="YAML of adaptation settings; options given here override it."),
+    click.option("--interface", default=None, metavar="MODULE",
+                 help="Module to adapt at (overrides the automatic decomposition)."),
+)
+
+
+def adaptation_options(command):
+    """Add ``--adapter --sampler --fraction --steps --lr --patch --seed --config
+    --interface`` to a command, in that order of ``--help``."""
+    for option in reversed(_ADAPTATION_OPTIONS):
+        command = option(command)
+    return command
 
 
 def progress(ctx: click.Context, **kwargs):
