@@ -6,8 +6,9 @@ following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``
 ``msdcnn``; and the architectures we train ourselves (``tta train``): ``lagconv``,
 ``diffusion_teacher``, ``diffusion_student``, ``fose`` and ``ksdiff``. :func:`load` reads a checkpoint from a
 path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
-:mod:`pretrained.zoo`); :func:`load_model` takes any ``--model`` form (:mod:`pretrained.spec`,
-the one grammar; :mod:`pretrained.checkpoint`, the one reader)::
+:mod:`pretrained.zoo`); :func:`list_weights` is the one set of known weights
+(DLPan-Toolbox checkpoints and the shipped zoo); :func:`load_model` takes any ``--model`` form
+(:mod:`pretrained.spec`, the one grammar; :mod:`pretrained.checkpoint`, the one reader)::
 
     import pretrained
     pretrained.list_models()          # ['dicnn', 'diffusion_student', ..., 'pnn']
@@ -28,6 +29,7 @@ from pretrained.registry import (
     model_class,
     register_model,
     register_weights,
+    register_weights_source,
 )
 
 # Importing the architecture modules registers them.
@@ -72,4 +74,5 @@ __all__ = [
     "parse_model_spec",
     "register_model",
     "register_weights",
+    "register_weights_source",
 ]

@@ -39,6 +39,7 @@ def dlpan_weights(arch: str, digests: dict[str, str]) -> tuple[WeightsRecord, ..
             training_data=f"PanCollection {sensor} training set (reduced resolution, Wald)",
             licence="GPL-2.0",
             source=_SOURCE,
+            origin="dlpan",
         ))
         for sensor, sha in digests.items()
     )

@@ -2,9 +2,11 @@
 
 * :func:`register_model` - decorator registering a factory ``fn(n_bands=8, **kw)`` under its
   function name; :func:`create_model`, :func:`list_models`, :func:`is_model`.
-* :class:`WeightsRecord`, :func:`register_weights`, :func:`list_weights` - one frozen record per
-  known checkpoint (file, sha256, sensor, bands, ratio, max value, training data, licence).
-  The weights themselves are never shipped: users pass a path.
+* :class:`WeightsRecord`, :func:`register_weights`, :func:`list_weights` - the one set of
+  frozen records of known checkpoints (file, sha256, sensor, bands, ratio, max value, training
+  data, licence, origin): the DLPan-Toolbox files (never shipped: users pass a path) and our
+  shipped zoo files (``pretrained/weights``, built once from their cards by a source
+  registered with :func:`register_weights_source`, on the first look-up).
 * :func:`load` - build a model for a checkpoint file, apply the architecture's documented key
   mapping, assert that no key is missing or unexpected and return it in eval mode.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +48,7 @@ __all__ = [
     "model_class",
     "register_model",
     "register_weights",
+    "register_weights_source",
 ]
 
 F = TypeVar("F", bound=Callable[..., PansharpeningNet])
@@ -53,6 +56,7 @@ F = TypeVar("F", bound=Callable[..., PansharpeningNet])
 _MODELS: dict[str, Callable[..., PansharpeningNet]] = {}
 _CLASSES: dict[str, type[PansharpeningNet]] = {}
 _WEIGHTS: dict[str, WeightsRecord] = {}
+_SOURCES: list[Callable[[], Iterable[WeightsRecord]]] = []
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class WeightsRecord:
         training_data: What the network was trained on.
         licence: Licence of the checkpoint.
         source: Where the file comes from.
+        origin: Which collection the record belongs to: ``"dlpan"`` (DLPan-Toolbox files,
+            not shipped) or ``"zoo"`` (our files in ``pretrained/weights``).
+        card: File name of the model card (zoo records), else None.
     """
 
     arch: str
@@ -82,6 +89,8 @@ class WeightsRecord:
     training_data: str
     licence: str
     source: str
+    origin: str = "dlpan"
+    card: str | None = None
 
     @property
     def n_bands(self) -> int:
@@ -112,6 +121,20 @@ def register_weights(record: WeightsRecord) -> WeightsRecord:
     return record
 
 
+def register_weights_source(source: Callable[[], Iterable[WeightsRecord]]) -> None:
+    """Add a function giving records, called once at the first :func:`list_weights` or
+    :func:`find_weights_record` (the shipped zoo's records are read from its cards there)."""
+    _SOURCES.append(source)
+
+
+def _records() -> dict[str, WeightsRecord]:
+    """The record set, after the pending sources have added theirs (each once)."""
+    while _SOURCES:
+        for record in _SOURCES.pop(0)():
+            register_weights(record)
+    return _WEIGHTS
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted registered model names, optionally filtered by a shell pattern (``"*net"``)."""
     names = sorted(_MODELS)
@@ -124,14 +147,15 @@ def is_model(name: str) -> bool:
 
 
 def list_weights(arch: str | None = None) -> list[WeightsRecord]:
-    """Known checkpoint records, optionally those of one architecture, sorted by file."""
-    recs = [r for r in _WEIGHTS.values() if arch is None or r.arch == arch]
-    return sorted(recs, key=lambda r: r.file)
+    """Known checkpoint records (DLPan and shipped zoo), optionally those of one
+    architecture, sorted by origin then file."""
+    recs = [r for r in _records().values() if arch is None or r.arch == arch]
+    return sorted(recs, key=lambda r: (r.origin, r.file))
 
 
 def find_weights_record(sha256: str) -> WeightsRecord | None:
     """The record of a checkpoint digest, or None."""
-    return _WEIGHTS.get(sha256.lower())
+    return _records().get(sha256.lower())
 
 
 def _unknown(name: str) -> InputError:

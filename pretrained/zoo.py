@@ -11,7 +11,10 @@ pretrained/cards`` writes there):
   next to the weights when absent from the cards folder.
 
 :func:`load_zoo` is what ``--model ARCH[:SENSOR]`` without ``--weights`` resolves to
-(:func:`tta.models.resolve_model`); :func:`list_zoo` lists the cards (``tta models``).
+(:func:`tta.models.resolve_model`); :func:`list_zoo` lists the cards. Every shipped file with a
+card is a :class:`~pretrained.registry.WeightsRecord` (``origin="zoo"``) in the one record set
+of :func:`pretrained.list_weights`, built once from the cards (:func:`shipped_records`);
+:func:`load_zoo` attaches that record to the model it loads.
 :func:`save_weights` / :func:`read_weights` / :func:`model_from_weights` are the one place that
 reads and writes these files (training uses them for ``--init``, ``--teacher`` ...).
 
@@ -39,7 +42,9 @@ from pretrained.registry import (
     WeightsRecord,
     build_for_state_dict,
     check_bands,
+    find_weights_record,
     model_class,
+    register_weights_source,
 )
 from pretrained.spec import (
     CARDS_DIR,
@@ -64,6 +69,8 @@ __all__ = [
     "read_card",
     "read_weights",
     "save_weights",
+    "shipped_records",
+    "zoo_record",
     "zoo_stem",
 ]
 
@@ -266,26 +273,84 @@ def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = 
     check_bands(model.n_bands, sensor_name, path)
     card_path = _card_for(stem, wdir, cdir)
     card = read_card(card_path) if card_path else ModelCard()
-    meta = ck.metadata
-    bands = tuple(b for b in meta.get("bands", "").split(",") if b)
-    if len(bands) != model.n_bands:
-        from tta.sensors import get_sensor
+    record = find_weights_record(ck.sha256)
+    if record is None or record.origin != "zoo" or record.arch != arch:
+        # a file of another folder, or not the one its card describes: its own metadata
+        fields = {"sensor": sensor_name, **_meta_fields(ck.metadata)}
+        record = zoo_record(arch, path.name, ck.sha256, fields, card, card_path,
+                            n_bands=model.n_bands)
+    model.weights_record = record
+    model.card = card
+    return model
 
-        bands = get_sensor(sensor_name).bands
-    model.weights_record = WeightsRecord(
+
+def _meta_fields(meta: Mapping[str, str]) -> dict[str, Any]:
+    """The record fields a zoo file's metadata holds (``bands`` comma-separated)."""
+    fields: dict[str, Any] = {k: meta[k] for k in ("sensor", "ratio", "max_value") if k in meta}
+    fields["bands"] = [b for b in meta.get("bands", "").split(",") if b]
+    return fields
+
+
+def zoo_record(arch: str, file: str, sha256: str, fields: Mapping[str, Any],
+               card: ModelCard, card_path: Path | None, *, n_bands: int | None = None
+               ) -> WeightsRecord:
+    """The :class:`~pretrained.registry.WeightsRecord` of a zoo file.
+
+    Args:
+        arch: Architecture the file holds.
+        file: File name in its weights folder.
+        sha256: The file's digest.
+        fields: ``sensor``, ``bands`` (sequence), ``ratio`` and ``max_value``, from the card
+            (shipped records) or the file's metadata (same values: ``tta train`` writes both).
+        card: The model card (training data and licences), possibly empty.
+        card_path: Where the card was read, or None.
+        n_bands: The model's band count (default the card's ``n_bands``): band names that
+            do not number it fall back to the sensor's.
+    """
+    from tta.sensors import get_sensor
+
+    sensor = str(fields.get("sensor") or DEFAULT_SENSOR)
+    n_bands = n_bands if n_bands is not None else card.get("n_bands")
+    bands = tuple(str(b) for b in fields.get("bands") or ())
+    if not bands or (isinstance(n_bands, int) and len(bands) != n_bands):
+        bands = get_sensor(sensor).bands
+    return WeightsRecord(
         arch=arch,
-        file=path.name,
-        sha256=ck.sha256,
-        sensor=meta.get("sensor", sensor_name),
+        file=file,
+        sha256=sha256,
+        sensor=sensor,
         bands=bands,
-        ratio=int(meta.get("ratio", 4)),
-        max_value=float(meta.get("max_value", 2047.0)),
+        ratio=int(fields.get("ratio", 4)),
+        max_value=float(fields.get("max_value", 2047.0)),
         training_data=", ".join(card.training_files) or "see the model card",
         licence="; ".join(card.licences) or "see the model card",
         source=f"tta train ({card_path.name if card_path else 'no card'})",
+        origin="zoo",
+        card=card_path.name if card_path else None,
     )
-    model.card = card
-    return model
+
+
+def shipped_records(cards_dir: str | Path | None = None) -> list[WeightsRecord]:
+    """The records of the shipped zoo, one per card that names its weights file and digest
+    (``weights: {file, sha256}``, as ``tta train`` writes it), read from the cards alone.
+
+    Raises:
+        InputError: A card that is not a YAML mapping.
+    """
+    cdir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
+    out = []
+    for card_path in sorted(cdir.glob("*.yaml")) if cdir.is_dir() else []:
+        card = read_card(card_path)
+        weights = card.get("weights")
+        if not (isinstance(weights, dict) and weights.get("sha256") and card.get("arch")):
+            continue
+        out.append(zoo_record(str(card["arch"]), str(weights.get("file", f"{card_path.stem}"
+                                                                 ".safetensors")),
+                              str(weights["sha256"]), card, card, card_path))
+    return out
+
+
+register_weights_source(shipped_records)
 
 
 def list_zoo(weights_dir: str | Path | None = None, cards_dir: str | Path | None = None

@@ -327,11 +327,30 @@ def test_load_file_errors(tmp_path):
     assert "\n" not in msg
 
 
+#: The shipped zoo files (pretrained/weights), records of the same set as the DLPan files.
+ZOO_FILES = {f"{stem}.safetensors" for stem in (
+    "diffusion_student_qb", "diffusion_student_wv3", "diffusion_teacher_qb",
+    "diffusion_teacher_wv3", "fose_qb", "fose_qb_fuse", "fose_wv3", "fose_wv3_fuse",
+    "fusionnet_backbone_qb", "fusionnet_backbone_wv3", "ksdiff_qb", "ksdiff_wv3",
+    "lagconv_qb", "lagconv_wv3")}
+
+
 def test_weights_records():
     recs = pretrained.list_weights()
-    assert {r.arch for r in recs} == set(ARCHS)
-    assert len(recs) == 14
-    for r in recs:
+    dlpan = [r for r in recs if r.origin == "dlpan"]
+    zoo = [r for r in recs if r.origin == "zoo"]
+    assert len(recs) == len(dlpan) + len(zoo)
+    assert {r.arch for r in dlpan} == set(ARCHS)
+    assert len(dlpan) == 14
+    assert {r.file for r in zoo} == ZOO_FILES and len(zoo) == 14
+    assert recs == dlpan + zoo  # sorted by origin, then file
+    for r in zoo:  # our shipped files: their card, their folder, the sensor's band count
+        assert r.card == r.file.replace(".safetensors", ".yaml")
+        assert (Path(pretrained.__file__).parent / "weights" / r.file).is_file()
+        assert r.n_bands == {"WV3": 8, "QB": 4}[r.sensor]
+        assert r.max_value == 2047.0 and r.ratio == 4
+        assert pretrained.find_weights_record(r.sha256) is r
+    for r in dlpan:
         assert pretrained.find_weights_record(r.sha256) is r
         assert r.file == f"dlpan/{r.sensor.lower()}/{r.arch}.pth"
         assert r.n_bands == {"WV3": 8, "WV2": 8, "QB": 4}[r.sensor]

@@ -25,7 +25,16 @@ from pretrained.diffusion import (
 )
 from pretrained.fose import Fose
 from pretrained.lagconv import LAGConv2d, LAGConvNet
-from pretrained.zoo import list_zoo, load_zoo, model_from_weights, read_weights, save_weights
+from pretrained.zoo import (
+    CARDS_DIR,
+    WEIGHTS_DIR,
+    list_zoo,
+    load_zoo,
+    model_from_weights,
+    read_card,
+    read_weights,
+    save_weights,
+)
 from tta.decomposition import decompose, probe_inputs
 from tta.errors import InputError, SensorError
 
@@ -402,7 +411,7 @@ def test_model_from_weights_checks(tmp_path):
         save_weights(_model("lagconv", 8), path)
 
 
-def test_list_zoo_and_models_command(tmp_path, monkeypatch):
+def test_list_zoo_and_models_command(tmp_path):
     assert list_zoo(tmp_path, tmp_path) == []
     _save(tmp_path, "lagconv")
     (tmp_path / "fose_qb.yaml").write_text("name: fose_qb\narch: fose\nsensor: QB\n")
@@ -410,33 +419,55 @@ def test_list_zoo_and_models_command(tmp_path, monkeypatch):
     assert [c["name"] for c in cards] == ["fose_qb", "lagconv_wv3"]
     assert [c["weights_present"] for c in cards] == [False, True]
 
-    import pretrained.zoo as zoo
     from tta.cli import cli
 
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(zoo, "CARDS_DIR", tmp_path)
     res = CliRunner().invoke(cli, ["models"])
     assert res.exit_code == 0, res.output
     for name in pretrained.list_models():
         assert name in res.output
     assert "155,746" in res.output  # lagconv at 8 bands
-    assert "lagconv_wv3" in res.output and "wv3/a_rr.h5" in res.output
-    assert "Q2n 0.5000" in res.output and "card only" in res.output
+    # one table of weights: the DLPan records and the shipped zoo, each with its source
+    recs = pretrained.list_weights()
+    assert "weights (28: 14 DLPan-Toolbox, 14 shipped zoo)" in res.output
+    lines = {ln.split()[0]: ln for ln in res.output.splitlines() if ln.startswith("  ")}
+    for r in recs:
+        line = lines[r.file]
+        assert line.split()[1:4] == [r.arch, r.sensor, str(r.n_bands)]
+        assert ("shipped zoo" if r.origin == "zoo" else "DLPan-Toolbox") in line
+    assert "--model lagconv:qb" in lines["lagconv_qb.safetensors"]
+    assert "--model fusionnet --weights FILE" in lines["dlpan/wv3/fusionnet.pth"]
+    card = read_card(CARDS_DIR / "lagconv_qb.yaml")
+    assert f"Q2n {card['held_out']['Q2n']:.4f}" in lines["lagconv_qb.safetensors"]
     res = CliRunner().invoke(cli, ["models", "--json", "--bands", "4"])
     data = json.loads(res.output)
     archs = {a["name"]: a for a in data["architectures"]}
     assert set(archs) == set(pretrained.list_models())
     assert archs["fose"]["channel_mapper"] == "head"
+    assert archs["fose"]["known_checkpoints"] == 4
     assert archs["diffusion_teacher"]["parameters"] == sum(
         p.numel() for p in pretrained.create_model("diffusion_teacher", 4).parameters())
-    assert [w["name"] for w in data["weights"]] == ["fose_qb", "lagconv_wv3"]
+    weights = {w["file"]: w for w in data["weights"]}
+    assert list(weights) == [r.file for r in recs]
+    assert weights["fose_qb.safetensors"]["origin"] == "zoo"
+    assert weights["fose_qb.safetensors"]["path"] == str(WEIGHTS_DIR / "fose_qb.safetensors")
+    assert weights["fose_qb.safetensors"]["held_out"] == card_of("fose_qb")["held_out"]
+    assert weights["dlpan/qb/pnn.pth"]["origin"] == "dlpan"
+    assert weights["dlpan/qb/pnn.pth"]["path"] is None
 
 
-def test_models_command_without_weights(monkeypatch, tmp_path):
-    import pretrained.zoo as zoo
-    from tta.cli import cli
+def card_of(stem: str):
+    return read_card(CARDS_DIR / f"{stem}.yaml")
 
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(zoo, "CARDS_DIR", tmp_path)
-    res = CliRunner().invoke(cli, ["models"])
-    assert res.exit_code == 0 and "none yet: train them with `tta train" in res.output
+
+def test_zoo_records_are_what_load_zoo_attaches():
+    """The shipped files' records are built once from the cards; loading attaches the same
+    object, whose fields equal the file's own metadata and the model's band count."""
+    for spec in ("fose", "fose:qb", "lagconv:wv3", "ksdiff"):
+        net = load_zoo(spec)
+        rec = net.weights_record
+        assert pretrained.find_weights_record(rec.sha256) is rec and rec.origin == "zoo"
+        meta = read_weights(WEIGHTS_DIR / rec.file)[1]
+        assert rec.n_bands == net.n_bands == int(meta["n_bands"])
+        assert ",".join(rec.bands) == meta["bands"] and rec.sensor == meta["sensor"]
+        assert rec.max_value == float(meta["max_value"]) and rec.ratio == int(meta["ratio"])
+        assert rec.training_data == ", ".join(card_of(rec.file[:-12]).training_files)

@@ -1,13 +1,18 @@
-"""``tta models``: the registered architectures and our shipped weights."""
+"""``tta models``: the registered architectures and the one set of known weights (DLPan-Toolbox
+checkpoints and our shipped zoo, :func:`pretrained.list_weights`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import click
 
 from tta.checks import MAX_BANDS
+
+#: How each record origin is named in the table.
+ORIGINS = {"dlpan": "DLPan-Toolbox", "zoo": "shipped zoo"}
 
 
 def _architectures(n_bands: int) -> list[dict[str, Any]]:
@@ -28,20 +33,41 @@ def _architectures(n_bands: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _weights_line(card: dict[str, Any]) -> str:
-    training = card.get("training") if isinstance(card.get("training"), dict) else {}
-    files = [d.get("file", "?") if isinstance(d, dict) else str(d)
-             for d in training.get("data") or []]
-    held = card.get("held_out") if isinstance(card.get("held_out"), dict) else None
-    scores = (f"held out Q2n {held.get('Q2n', float('nan')):.4f} "
-              f"SAM {held.get('SAM', float('nan')):.3f} "
-              f"ERGAS {held.get('ERGAS', float('nan')):.3f}" if held else "no held-out score")
-    state = "" if card.get("weights_present") else "  [card only: weights file missing]"
-    params = card.get("parameters")
-    return (f"  {card['name']:<28} {card.get('arch', '?'):<18} {card.get('sensor', '?'):<6} "
-            f"{params if params is not None else '?':>9}  {card.get('stage', '?'):<8} "
-            f"epochs {training.get('epochs', '?')}, data {', '.join(files) or '?'}; "
-            f"{scores}{state}")
+def _weights() -> list[dict[str, Any]]:
+    """Every weights record as a dict, with ``path`` (the shipped file, or None: DLPan files
+    are not shipped) and, for zoo records, the card's ``stage`` and ``held_out`` scores."""
+    import pretrained
+    from pretrained.spec import CARDS_DIR, WEIGHTS_DIR
+    from pretrained.zoo import read_card
+
+    rows = []
+    for rec in pretrained.list_weights():
+        row = dataclasses.asdict(rec)
+        row["bands"] = list(rec.bands)
+        path = WEIGHTS_DIR / rec.file if rec.origin == "zoo" else None
+        row["path"] = str(path) if path is not None and path.is_file() else None
+        if rec.card and (CARDS_DIR / rec.card).is_file():
+            card = read_card(CARDS_DIR / rec.card)
+            row["stage"] = card.get("stage")
+            row["held_out"] = card.get("held_out")
+        rows.append(row)
+    return rows
+
+
+def _weights_line(row: dict[str, Any]) -> str:
+    held = row.get("held_out") if isinstance(row.get("held_out"), dict) else None
+    if row["origin"] == "zoo":
+        state = ("" if row["path"] else "  [card only: weights file missing]")
+        note = (f"{row.get('stage') or '?'}, held out Q2n {held.get('Q2n', float('nan')):.4f}"
+                if held else f"{row.get('stage') or '?'}, no held-out score")
+        zoo_name = f"{row['arch']}_{row['sensor'].lower()}.safetensors"
+        use = (f"--model {row['arch']}:{row['sensor'].lower()}" if row["file"] == zoo_name
+               else f"--model pretrained/weights/{row['file']}")
+    else:
+        state, note, use = "", row["licence"], f"--model {row['arch']} --weights FILE"
+    origin = ORIGINS.get(row["origin"], row["origin"])
+    return (f"  {row['file']:<34} {row['arch']:<18} {row['sensor']:<6} {len(row['bands']):>5}  "
+            f"{origin:<13} {row['training_data'][:40]:<40}  {note}; {use}{state}")
 
 
 @click.command("models")
@@ -49,28 +75,27 @@ def _weights_line(card: dict[str, Any]) -> str:
 @click.option("--bands", type=click.IntRange(1, MAX_BANDS), default=8, show_default=True,
               help="Band count for the parameter counts.")
 def command(as_json: bool, bands: int) -> None:
-    """List the registered architectures (parameter counts) and our shipped weights.
+    """List the registered architectures (parameter counts) and the known weights.
 
-    Shipped weights live in pretrained/weights as ARCH_SENSOR.safetensors with a model card
-    (pretrained/cards); load them with --model ARCH[:SENSOR] and no --weights.
+    One table of weights records: the DLPan-Toolbox checkpoints (not shipped; pass the file
+    with --model ARCH --weights FILE) and our shipped zoo (pretrained/weights, cards in
+    pretrained/cards; load with --model ARCH[:SENSOR] and no --weights).
     """
-    import pretrained
-
     archs = _architectures(bands)
-    zoo = pretrained.list_zoo()
+    weights = _weights()
     if as_json:
-        click.echo(json.dumps({"architectures": archs, "weights": zoo}, indent=2,
+        click.echo(json.dumps({"architectures": archs, "weights": weights}, indent=2,
                               default=str))
         return
     click.echo(f"architectures ({len(archs)}; parameters at {bands} bands)")
-    click.echo(f"  {'name':<18} {'parameters':>10}  {'channel mapper':<16} checkpoints")
+    click.echo(f"  {'name':<18} {'parameters':>10}  {'channel mapper':<16} known weights")
     for a in archs:
-        known = f"{a['known_checkpoints']} DLPan" if a["known_checkpoints"] else "-"
         click.echo(f"  {a['name']:<18} {a['parameters']:>10,}  {a['channel_mapper']:<16} "
-                   f"{known}")
-    click.echo(f"shipped weights ({sum(1 for c in zoo if c.get('weights_present'))})")
-    if not zoo:
-        click.echo("  none yet: train them with `tta train --out pretrained/weights "
-                   "--cards pretrained/cards`")
-    for card in zoo:
-        click.echo(_weights_line(card))
+                   f"{a['known_checkpoints'] or '-'}")
+    counts = ", ".join(f"{sum(1 for w in weights if w['origin'] == o)} {name}"
+                       for o, name in ORIGINS.items())
+    click.echo(f"weights ({len(weights)}: {counts})")
+    click.echo(f"  {'file':<34} {'arch':<18} {'sensor':<6} {'bands':>5}  {'source':<13} "
+               f"{'training data':<40}  notes; use")
+    for row in weights:
+        click.echo(_weights_line(row))
