@@ -48,3 +48,12 @@ def device(request) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA requested but not available")
     return dev
+
+
+@pytest.fixture(scope="session")
+def dlpan_dir(data_dir) -> Path:
+    """The DLPan-Toolbox checkpoints (``dlpan/<sensor>/<arch>.pth``) beside the data folder."""
+    d = data_dir.parent / "weights" / "dlpan"
+    if not d.is_dir():
+        pytest.skip(f"community weights folder {d} is absent")
+    return d

@@ -18,14 +18,6 @@ def run(*args: str):
 
 
 @pytest.fixture(scope="module")
-def weights_dir(data_dir) -> Path:
-    d = data_dir.parent / "weights" / "dlpan"
-    if not d.is_dir():
-        pytest.skip(f"community weights folder {d} is absent")
-    return d
-
-
-@pytest.fixture(scope="module")
 def wv2_rr(real_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wv2") / "wv2_rr.h5"
     res = run("degrade", real_file("wv2/wv2_grip_top_fr.h5"), "-o", out)
@@ -33,9 +25,9 @@ def wv2_rr(real_file, tmp_path_factory) -> Path:
     return out
 
 
-def test_adapt_end_to_end(wv2_rr, weights_dir, tmp_path):
+def test_adapt_end_to_end(wv2_rr, dlpan_dir, tmp_path):
     out, rep, ad = tmp_path / "fused.h5", tmp_path / "report.json", tmp_path / "a.pt"
-    res = run("adapt", "--model", "fusionnet", "--weights", weights_dir / "wv3/fusionnet.pth",
+    res = run("adapt", "--model", "fusionnet", "--weights", dlpan_dir / "wv3/fusionnet.pth",
               "--target", wv2_rr, "-o", out, "--report", rep, "--save-adapter", ad,
               "--steps", "20", "--device", "cpu")
     assert res.exit_code == 0, res.output
@@ -56,11 +48,11 @@ def test_adapt_end_to_end(wv2_rr, weights_dir, tmp_path):
     assert scores["Q2n"] == pytest.approx(report["metrics"]["adapted"]["rr"]["Q2n"], abs=1e-3)
 
 
-def test_adapt_checkpoint_alone_and_config(wv2_rr, weights_dir, tmp_path):
+def test_adapt_checkpoint_alone_and_config(wv2_rr, dlpan_dir, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("adapter: mapper\nsteps: 3\nsampler: kmeans\n")
     out = tmp_path / "o.h5"
-    res = run("adapt", "-m", weights_dir / "wv3/pnn.pth", "-t", wv2_rr, "-o", out,
+    res = run("adapt", "-m", dlpan_dir / "wv3/pnn.pth", "-t", wv2_rr, "-o", out,
               "--config", cfg, "--no-compare", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert "adapter mapper" in res.output and "(kmeans)" in res.output
@@ -83,9 +75,9 @@ def test_adapt_checkpoint_alone_and_config(wv2_rr, weights_dir, tmp_path):
     (["-m", "fusionnet", "-w", "{w}/wv3/fusionnet.pth", "--patch", "1024"],
      "larger than the scene"),
 ])
-def test_adapt_bad_input(wv2_rr, weights_dir, tmp_path, args, message):
+def test_adapt_bad_input(wv2_rr, dlpan_dir, tmp_path, args, message):
     before = wv2_rr.read_bytes()
-    args = [a.replace("{w}", str(weights_dir)).replace("{tmp}", str(tmp_path))
+    args = [a.replace("{w}", str(dlpan_dir)).replace("{tmp}", str(tmp_path))
             .replace("{src}", str(wv2_rr)) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "out.h5")]
@@ -97,20 +89,20 @@ def test_adapt_bad_input(wv2_rr, weights_dir, tmp_path, args, message):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_adapt_refuses_to_overwrite(wv2_rr, weights_dir, tmp_path):
+def test_adapt_refuses_to_overwrite(wv2_rr, dlpan_dir, tmp_path):
     out = tmp_path / "o.h5"
     out.write_bytes(b"keep me")
-    res = run("adapt", "-m", "dicnn", "-w", weights_dir / "wv3/dicnn.pth", "-t", wv2_rr,
+    res = run("adapt", "-m", "dicnn", "-w", dlpan_dir / "wv3/dicnn.pth", "-t", wv2_rr,
               "-o", out, "--steps", "1")
     assert res.exit_code == 2 and "already exists" in res.output
     assert out.read_bytes() == b"keep me"
 
 
-def test_inspect(weights_dir):
+def test_inspect(dlpan_dir):
     res = run("inspect", "--model", "fusionnet")
     assert res.exit_code == 0, res.output
     assert "mapper       conv3" in res.output and "tail         add" in res.output
-    res = run("inspect", "--model", "msdcnn", "--weights", weights_dir / "qb/msdcnn.pth",
+    res = run("inspect", "--model", "msdcnn", "--weights", dlpan_dir / "qb/msdcnn.pth",
               "--json")
     info = json.loads(res.output)
     assert info["mapper"] == "conv5" and info["interface_shape"][1] == 30

@@ -38,14 +38,6 @@ def one_error_line(res) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def weights_dir(data_dir) -> Path:
-    d = data_dir.parent / "weights" / "dlpan"
-    if not d.is_dir():
-        pytest.skip(f"community weights folder {d} is absent")
-    return d
-
-
 def landsat7_like(l8, path: Path, *, row: int = 0, order: str = L7, size: int = 64) -> Path:
     """6 bands (Landsat-8 B2-B5 + generated SWIR-like) on a ``size`` MS crop at ``row``."""
     ms = l8.ms[:, row:row + size, :size]
@@ -68,8 +60,8 @@ def l8(real_file):
 
 
 @pytest.fixture(scope="module")
-def qb_net(weights_dir):
-    return pretrained.load("fusionnet", weights=weights_dir / "qb/fusionnet.pth")
+def qb_net(dlpan_dir):
+    return pretrained.load("fusionnet", weights=dlpan_dir / "qb/fusionnet.pth")
 
 
 def test_plan_of_a_4band_network_on_a_6band_scene(l8, qb_net, tmp_path):
@@ -106,14 +98,14 @@ def test_network_fuses_its_bands_and_hpm_the_others(l8, qb_net, tmp_path):
     np.testing.assert_array_equal(res2.fused[[0, 5]], res.fused[4:])
 
 
-def test_refusals_name_both_layouts(real_file, weights_dir, qb_net, l8, tmp_path):
+def test_refusals_name_both_layouts(real_file, dlpan_dir, qb_net, l8, tmp_path):
     wv3 = tta.read_scene(real_file("wv3/wv3_shanghai_fr.h5"))
     bundle = tmp_path / "wv3_4.h5"
     with h5py.File(bundle, "w") as f:
         f["ms"] = wv3.ms[None, [1, 2, 4, 6], :64, :64]
         f["pan"] = wv3.pan[None, None, :256, :256]
         f.attrs.update(sensor="WV3", bands="blue,green,red,nir")
-    res = run("adapt", "-m", "fusionnet", "-w", weights_dir / "wv3/fusionnet.pth",
+    res = run("adapt", "-m", "fusionnet", "-w", dlpan_dir / "wv3/fusionnet.pth",
               "-t", bundle, "-o", tmp_path / "o.h5", "--steps", "1")
     line = one_error_line(res)
     assert f"network layout {WV3}" in line and "scene's blue,green,red,nir1" in line
@@ -127,9 +119,9 @@ def test_refusals_name_both_layouts(real_file, weights_dir, qb_net, l8, tmp_path
         tta.adapt_scene(qb_net, no_nir, steps=1, device="cpu")
 
 
-def _other_weights(weights_dir: Path, folder: Path) -> Path:
+def _other_weights(dlpan_dir: Path, folder: Path) -> Path:
     """The QB FusionNet checkpoint with one weight changed, in a folder named qb/."""
-    sd = torch.load(weights_dir / "qb/fusionnet.pth", map_location="cpu", weights_only=True)
+    sd = torch.load(dlpan_dir / "qb/fusionnet.pth", map_location="cpu", weights_only=True)
     key = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 1)
     sd[key] = sd[key].clone()
     sd[key].view(-1)[0] += 0.01
@@ -138,9 +130,9 @@ def _other_weights(weights_dir: Path, folder: Path) -> Path:
     return folder / "fusionnet.pth"
 
 
-def test_adapt_once_apply_many(l8, weights_dir, tmp_path):
+def test_adapt_once_apply_many(l8, dlpan_dir, tmp_path):
     scene = landsat7_like(l8, tmp_path / "l7.h5")
-    w = weights_dir / "qb/fusionnet.pth"
+    w = dlpan_dir / "qb/fusionnet.pth"
     adapted, adapter = tmp_path / "adapted.h5", tmp_path / "a.pt"
     res = run("adapt", "-m", "fusionnet", "-w", w, "-t", scene, "-o", adapted, "--steps", "2",
               "--no-compare", "--save-adapter", adapter, "--device", "cpu")
@@ -175,7 +167,7 @@ def test_adapt_once_apply_many(l8, weights_dir, tmp_path):
     line = one_error_line(run("fuse", scene, "--bands", "blue,green,red,nir,swir2,swir1",
                               "--adapter", adapter, "-o", tmp_path / "x.h5"))
     assert f"bands {L7} of LANDSAT7" in line and "has blue,green,red,nir,swir2,swir1" in line
-    changed = _other_weights(weights_dir, tmp_path / "qb")
+    changed = _other_weights(dlpan_dir, tmp_path / "qb")
     line = one_error_line(run("fuse", scene, "--adapter", adapter, "--weights", changed,
                               "-o", tmp_path / "x.h5"))
     assert "trained on other weights" in line
@@ -190,10 +182,10 @@ def test_adapt_once_apply_many(l8, weights_dir, tmp_path):
     assert not (tmp_path / "x.h5").exists() and save_adapter  # the old writer still exists
 
 
-def test_api_adapt_once_apply_many_and_folder_layout(l8, weights_dir, tmp_path):
+def test_api_adapt_once_apply_many_and_folder_layout(l8, dlpan_dir, tmp_path):
     """An unknown checkpoint in a sensor folder gets that sensor's layout; the API saves and
     applies an adapter whose network was kept (decide off), on the scene it was adapted to."""
-    w = _other_weights(weights_dir, tmp_path / "qb")
+    w = _other_weights(dlpan_dir, tmp_path / "qb")
     net = tta.resolve_model("fusionnet", weights=w)
     assert net.weights_record is None and net.band_layout == ("blue", "green", "red", "nir")
     scene = tta.read_scene(landsat7_like(l8, tmp_path / "l7.h5"))
