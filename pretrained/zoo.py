@@ -17,6 +17,7 @@ of :func:`pretrained.list_weights`, built once from the cards (:func:`shipped_re
 :func:`load_zoo` attaches that record to the model it loads.
 :func:`save_weights` / :func:`read_weights` / :func:`model_from_weights` are the one place that
 reads and writes these files (training uses them for ``--init``, ``--teacher`` ...).
+Cards are read and written by :mod:`pretrained.card` (:class:`ModelCard`, :func:`read_card`).
 
 Example::
 
@@ -28,15 +29,14 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import Tensor
 
 from pretrained._base import PansharpeningNet
+from pretrained.card import ModelCard, read_card
 from pretrained.checkpoint import Checkpoint, read_checkpoint, sha256_file
 from pretrained.registry import (
     WeightsRecord,
@@ -163,66 +163,6 @@ def _meta_bands(meta: Mapping[str, str], source: str) -> int:
         raise InputError(f"{source}: metadata 'n_bands' must be an integer in 1..{MAX_BANDS}, "
                          f"got {text[:40]!r}")
     return int(text)
-
-
-@dataclass(frozen=True)
-class ModelCard(Mapping[str, Any]):
-    """A model card as ``tta train`` writes it (YAML): typed fields for what loading reads,
-    and the whole mapping behind them (``card["held_out"]["Q2n"]``).
-
-    Attributes:
-        data: The card's mapping (empty when a weights file has no card).
-        path: Where it was read from, or None.
-    """
-
-    data: Mapping[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def training_data(self) -> list[dict[str, Any] | str]:
-        """Entries of ``training.data`` (dicts with ``file`` and ``licence``, or strings)."""
-        training = self.data.get("training")
-        return list(training.get("data") or []) if isinstance(training, dict) else []
-
-    @property
-    def training_files(self) -> list[str]:
-        return [d.get("file", str(d)) if isinstance(d, dict) else str(d)
-                for d in self.training_data]
-
-    @property
-    def licences(self) -> list[str]:
-        return sorted({str(d["licence"]) for d in self.training_data
-                       if isinstance(d, dict) and d.get("licence")})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """A model card (YAML mapping), the one reader of cards.
-
-    Raises:
-        InputError: Missing file or not a YAML mapping.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: model card not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise InputError(f"{p}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: a model card must be a YAML mapping")
-    return ModelCard(data, p)
 
 
 # ----------------------------------------------------------------------------- zoo
