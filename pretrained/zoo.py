@@ -63,6 +63,7 @@ __all__ = [
     "FORMAT",
     "WEIGHTS_DIR",
     "ModelCard",
+    "file_record",
     "list_zoo",
     "load_zoo",
     "model_from_weights",
@@ -213,15 +214,33 @@ def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = 
     check_bands(model.n_bands, sensor_name, path)
     card_path = _card_for(stem, wdir, cdir)
     card = read_card(card_path) if card_path else ModelCard()
-    record = find_weights_record(ck.sha256)
-    if record is None or record.origin != "zoo" or record.arch != arch:
-        # a file of another folder, or not the one its card describes: its own metadata
-        fields = {"sensor": sensor_name, **_meta_fields(ck.metadata)}
-        record = zoo_record(arch, path.name, ck.sha256, fields, card, card_path,
-                            n_bands=model.n_bands)
-    model.weights_record = record
+    model.weights_record = file_record(ck, arch, model.n_bands, sensor=sensor_name, card=card,
+                                       card_path=card_path)
     model.card = card
     return model
+
+
+def file_record(ck: Checkpoint, arch: str, n_bands: int, *, sensor: str | None = None,
+                card: ModelCard | None = None, card_path: Path | None = None
+                ) -> WeightsRecord | None:
+    """The :class:`~pretrained.registry.WeightsRecord` of a ``tta train`` weights file, named
+    (:func:`load_zoo`) or given as a path (:func:`pretrained.load_model`).
+
+    A shipped file (its digest in the record set, same architecture) gets its record; any
+    other file (another folder, or not the one its card describes) one built from its own
+    metadata (sensor, bands, ratio, max value), ``sensor`` filling a missing sensor.
+
+    Returns:
+        The record, or None when neither the metadata nor ``sensor`` names a sensor.
+    """
+    record = find_weights_record(ck.sha256)
+    if record is not None and record.origin == "zoo" and record.arch == arch:
+        return record
+    fields = {"sensor": sensor, **_meta_fields(ck.metadata)}
+    if not fields["sensor"]:
+        return None
+    return zoo_record(arch, ck.path.name, ck.sha256, fields, card or ModelCard(), card_path,
+                      n_bands=n_bands)
 
 
 def _meta_fields(meta: Mapping[str, str]) -> dict[str, Any]:
