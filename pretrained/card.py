@@ -121,13 +121,10 @@ def read_card(path: str | Path) -> ModelCard:
     Raises:
         InputError: Missing file or not a YAML mapping.
     """
+    from tta.io.yaml_file import read_yaml
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: model card not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise InputError(f"{p}: not valid YAML") from None
+    data = read_yaml(p, "model card")
     if not isinstance(data, dict):
         raise InputError(f"{p}: a model card must be a YAML mapping")
     return ModelCard(data, p)

@@ -321,13 +321,11 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
         return _adapt_split(model, scene, plan, cfg, device=device, interface=interface,
                             compare=compare, progress=progress, forward_fn=forward_fn)
     run = _start(model, scene, cfg, device, forward_fn, progress)
-    with run.clock.stage("prepare"):
-        run.inputs = _prepare(scene, run.model, cfg, run.harmony, run.rt)
     with _seeded(cfg.seed):
         _select(run, interface, compare)
         _fit(run)
-    chosen, use_direct = _choose(run)
-    _infer(run, chosen, use_direct, fuse)
+    chosen = _choose(run)
+    _infer(run, chosen, fuse)
     report = _report(run, plan)
     if compare:
         _evaluate(run, report)
@@ -344,9 +342,10 @@ class _Run:
         scene, cfg, rt, clock, progress: The run's scene, settings, runtime, stage timer and
             progress-bar switch.
         model: The working copy of the network (the adapter attaches to it).
-        harmony: The radiometric level chosen before *prepare* (refined there).
         digest: sha256 of the caller's model's tensors (:func:`tta.engine.reuse.state_digest`).
-        inputs, patches, dec, adapter, source: The stages' results (``source`` is the direct
+        inputs: The *prepare* stage's result.
+        use_direct: Whether the *decide* stage chose the direct network.
+        patches, dec, adapter, source: The later stages' results (``source`` is the direct
             network: a copy of ``model`` taken before the adapter attaches, when deciding).
         calibration, loss, decision, inference: What the report shows of them.
         direct, fused: The direct-transfer fusion (when comparing) and the product, DN.
@@ -357,10 +356,10 @@ class _Run:
     rt: Runtime
     clock: _Clock
     model: nn.Module
-    harmony: Harmonisation
     digest: str
     progress: bool
-    inputs: Inputs | None = None
+    inputs: Inputs
+    use_direct: bool = False
     patches: Patches | None = None
     dec: Decomposition | None = None
     adapter: AdapterLike | None = None
@@ -393,8 +392,8 @@ class _Run:
 
 def _start(model: nn.Module, scene: SceneLike, cfg: AdaptConfig, device: str | torch.device,
            forward_fn: ForwardFn, progress: bool) -> _Run:
-    """Device, band check, runtime, the radiometric level, the model's digest and its working
-    copy (the caller's model is never modified)."""
+    """Device, band check, runtime, the radiometric level, the model's digest, its working
+    copy (the caller's model is never modified) and the *prepare* stage."""
     from tta.device import resolve_device
     from tta.engine.radiometry import level_gain
     from tta.engine.reuse import state_digest
@@ -417,7 +416,9 @@ def _start(model: nn.Module, scene: SceneLike, cfg: AdaptConfig, device: str | t
     # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
     # reachable as result.adapter.decomposition.model).
     work = copy.deepcopy(model).to(dev).eval()
-    return _Run(scene, cfg, rt, clock, work, harmony, digest, progress)
+    with clock.stage("prepare"):
+        inputs = _prepare(scene, work, cfg, harmony, rt)
+    return _Run(scene, cfg, rt, clock, work, digest, progress, inputs)
 
 
 @contextmanager
@@ -473,9 +474,9 @@ def _fit(run: _Run) -> None:
                               run.rt, run.progress)
 
 
-def _choose(run: _Run) -> tuple[Any, bool]:
+def _choose(run: _Run) -> Any:
     """The *decide* stage: the network that fuses (adapted, or direct when adapting would
-    harm) and whether it is the direct one."""
+    harm; ``run.use_direct`` says which)."""
     run_adapted = partial(run_adapted_fn, run.rt, run.adapter, run.model)
     run_direct = partial(run.rt.run, run.source)
     run.model.eval()
@@ -483,11 +484,11 @@ def _choose(run: _Run) -> tuple[Any, bool]:
         with run.clock.stage("decide"):
             run.decision = _decide(run_direct, run_adapted, run.inputs, run.scene.sensor,
                                    run.ratio, run.cfg)
-    use_direct = run.decision is not None and run.decision.choice == "direct"
-    return (run_direct if use_direct else run_adapted), use_direct
+    run.use_direct = run.decision is not None and run.decision.choice == "direct"
+    return run_direct if run.use_direct else run_adapted
 
 
-def _infer(run: _Run, chosen: Any, use_direct: bool, fuse: bool) -> None:
+def _infer(run: _Run, chosen: Any, fuse: bool) -> None:
     """The *infer* stage: the chosen network's tiling and (``fuse``) whole-scene fusion, in
     DN (the direct fusion of a comparison is reused when the direct network was chosen)."""
     cfg, inputs, dev = run.cfg, run.inputs, run.device
@@ -495,7 +496,7 @@ def _infer(run: _Run, chosen: Any, use_direct: bool, fuse: bool) -> None:
         if not fuse:
             fused, run.inference = None, _tiles(chosen, inputs, cfg, run.n_bands, run.ratio,
                                                 dev)
-        elif use_direct and run.direct is not None:
+        elif run.use_direct and run.direct is not None:
             fused = run.direct.copy()
             run.inference = _tiles(chosen, inputs, cfg, run.n_bands, run.ratio, dev)
         else:
