@@ -1,8 +1,9 @@
 """Weights given as a file path carry the same weights record as named ones: ``tta adapt``'s
 report and the saved adapter's rebuild record name the file, its sha256, sensor and bands,
 whether the network is ``--model lagconv:qb`` or ``--model pretrained/weights/lagconv_qb.
-safetensors``, and a ``tta train``-style file outside the zoo gets its record from its
-metadata (real QuickBird crop)."""
+safetensors`` (a DLPan-Toolbox ``.pth`` alone or with ``--model ARCH --weights``), and a
+``tta train``-style file outside the zoo gets its record from its metadata (real QuickBird
+crop)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,20 @@ def test_unshipped_train_file_gets_its_record_from_metadata(qb_crop, tmp_path):
     assert res.exit_code == 0, res.output
     with h5py.File(again) as f:
         assert np.abs(f["fused"][...] - fused).max() <= 1e-3
+
+
+def test_dlpan_checkpoint_alone_and_with_arch_report_the_same_record(qb_crop, dlpan_dir,
+                                                                     tmp_path):
+    file = dlpan_dir / "qb/fusionnet.pth"
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    alone, alone_rec, alone_fused = _adapt(str(file), qb_crop, tmp_path, "alone")
+    res = run("adapt", "--model", "fusionnet", "--weights", file, "--target", qb_crop,
+              "-o", tmp_path / "arch.h5", "--report", tmp_path / "arch.json", *FAST)
+    assert res.exit_code == 0, res.output
+    arch = json.loads((tmp_path / "arch.json").read_text())
+    assert alone["model"] == arch["model"]
+    assert (alone["model"]["weights"], alone["model"]["weights_sha256"],
+            alone["model"]["weights_sensor"]) == ("dlpan/qb/fusionnet.pth", digest, "QB")
+    assert alone_rec["model"]["weights_sha256"] == digest
+    with h5py.File(tmp_path / "arch.h5") as f:
+        assert np.array_equal(f["fused"][...], alone_fused)
