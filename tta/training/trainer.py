@@ -7,7 +7,8 @@ are refused unless ``overwrite``):
   rebuilds the model);
 * ``CARDS/<name>.yaml`` - the model card: architecture and options, parameter counts, training
   data files (sha256, licence, how they were used), validation split, recipe, epochs, seed,
-  device, date, duration, held-out scores;
+  device, date, duration, held-out scores (:meth:`pretrained.card.ModelCard.build` and
+  :meth:`~pretrained.card.ModelCard.write`, the one card writer);
 * ``CARDS/<name>.log.json`` - the per-epoch log: train loss, held-out L1 and Q2n/Q/SAM/ERGAS/
   SCC/PSNR (:func:`tta.metrics.rr_metrics`), learning rate, seconds.
 
