@@ -39,6 +39,21 @@ an additive tail, so test-time adapters attach at ``head`` and change the last s
 checkpoint stores both copies (``unet.out_conv.*`` and ``head.*``); they differ only in an
 adapted (merged) teacher.
 
+Options (recorded in ``hparams`` only when not the default, so older records and shipped
+weights load and behave as before):
+
+* ``precond="edm"``: EDM output preconditioning (Karras et al. 2022) on the VP schedule,
+  :func:`edm_coefficients`: ``x0 = (c_skip(t) x_t + c_out(t) F(c_in(t) x_t)) / s``. At
+  ``t -> 0`` it copies ``x_t / s`` whatever the UNet says, at ``t -> T`` it is the regression
+  ``sigma_data F / s``: the UNet no longer has to learn both a copy and a regression in one
+  output. Its ``head`` holds ``c_out(0) / s`` times ``unet.out_conv`` (:attr:`DiffusionTeacher.
+  head_scale`), so the last step stays ``c_skip x + head(f)``, an additive tail, but with
+  little weight: at ``t = 0`` the output is almost the copy of ``x``; adapt the student or
+  Fose, not such a teacher.
+* ``cond="detail"``: the condition also holds ``DETAIL_SCALE (pan - lms)`` per band (the
+  detail FusionNet regresses from), so the UNet need not learn to amplify a 0.03-sized
+  difference of two 0.3-sized inputs.
+
 Tiling. Each DDIM step feeds the next, so the teacher's receptive field grows with the steps
 (the untrained one measures ~40 PAN px against ~25 for one pass); ``tta adapt`` measures it
 and refuses a tile that is too small, naming the minimum. The teacher is the distillation
@@ -76,11 +91,23 @@ __all__ = [
     "ddim_timesteps",
     "diffusion_student",
     "diffusion_teacher",
+    "edm_coefficients",
     "timestep_embedding",
 ]
 
 #: Largest accepted number of diffusion timesteps (the schedule is a Python list).
 MAX_TIMESTEPS = 100_000
+
+#: Output parametrisations of the UNet (``precond``): ``none`` = it outputs ``x0`` directly.
+PRECONDS = ("none", "edm")
+
+#: Condition inputs of the UNet (``cond``): ``lms_pan`` = ``[lms, pan]``; ``detail`` adds the
+#: per-band PAN detail ``DETAIL_SCALE (pan - lms)`` (FusionNet's input, scaled to O(1)).
+CONDS = ("lms_pan", "detail")
+
+#: Factor of ``pan - lms`` in the ``detail`` condition (the residual's std in ``/ max_value``
+#: units is 0.03-0.08 on WV3: x20 brings it to O(1), like ``residual_scale``).
+DETAIL_SCALE = 20.0
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -115,6 +142,35 @@ def ddim_timesteps(timesteps: int, steps: int) -> list[int]:
     ts = torch.linspace(timesteps - 1, 0, int(steps), dtype=torch.float64,
                         device="cpu").round().long()
     return [int(v) for v in ts.tolist()]
+
+
+def edm_coefficients(alpha_bar: Sequence[float], sigma_data: float | None
+                     ) -> list[tuple[float, float, float]]:
+    """Per-timestep ``(c_in, c_skip, c_out)`` of EDM preconditioning on a variance-preserving
+    schedule, in the scaled diffusion space (``y = s x0``, ``x_t = sqrt(ab) y + sqrt(1-ab) n``).
+
+    The denoiser is ``y_pred = c_skip x_t + c_out F(c_in x_t, t)`` with, for
+    ``d = 1 - ab + sigma_data^2 ab``: ``c_in = 1 / sqrt(d)``, ``c_skip = sigma_data^2 sqrt(ab)
+    / d``, ``c_out = sigma_data sqrt(1 - ab) / sqrt(d)``. These are Karras et al.'s
+    ``c_in, c_skip, c_out`` (table 1, "ours") for ``x_hat = x_t / sqrt(ab)`` and
+    ``sigma^2 = (1 - ab) / ab``, rewritten in ``x_t``; with ``sigma_data = 1`` the denoiser is
+    the v-parametrisation ``sqrt(ab) x_t + sqrt(1 - ab) F``. As ``ab -> 1`` it copies ``x_t``;
+    as ``ab -> 0`` it is the regression ``sigma_data F``. ``sigma_data=None`` gives the
+    identity parametrisation ``(1, 0, 1)`` (``F`` is the prediction).
+
+    Reference:
+        T. Karras, M. Aittala, T. Aila, S. Laine, "Elucidating the design space of
+        diffusion-based generative models", NeurIPS 2022, section 5 and table 1.
+    """
+    if sigma_data is None:
+        return [(1.0, 0.0, 1.0)] * len(alpha_bar)
+    sd2 = float(sigma_data) ** 2
+    out = []
+    for ab in alpha_bar:
+        d = 1.0 - ab + sd2 * ab
+        out.append((1.0 / math.sqrt(d), sd2 * math.sqrt(ab) / d,
+                    float(sigma_data) * math.sqrt(max(1.0 - ab, 0.0)) / math.sqrt(d)))
+    return out
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -206,13 +262,17 @@ class CondUNet(nn.Module):
     Args:
         n_bands: Bands ``C`` of ``x_t``, ``lms`` and the output.
         base: Width at full resolution.
+        cond: ``"lms_pan"`` (condition ``[lms, pan]``) or ``"detail"`` (``[lms, pan,
+            DETAIL_SCALE (pan - lms)]``, ``2 C + 1`` channels; see :data:`CONDS`).
     """
 
-    def __init__(self, n_bands: int, base: int = 32) -> None:
+    def __init__(self, n_bands: int, base: int = 32, cond: str = "lms_pan") -> None:
         super().__init__()
-        self.n_bands, self.base = n_bands, base
+        if cond not in CONDS:
+            raise InputError(f"cond must be one of {', '.join(CONDS)}, got {cond!r}")
+        self.n_bands, self.base, self.cond = n_bands, base, cond
         temb = 4 * base
-        c_in = n_bands + 1
+        c_in = n_bands + 1 if cond == "lms_pan" else 2 * n_bands + 1
         self.time_mlp = nn.Sequential(nn.Linear(base, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.cond0 = nn.Sequential(nn.Conv2d(c_in, base, 3, padding=1), nn.SiLU(),
                                    nn.Conv2d(base, base, 3, padding=1), nn.SiLU())
@@ -239,7 +299,8 @@ class CondUNet(nn.Module):
         """
         h, w = x_t.shape[-2:]
         ph, pw = h % 2, w % 2
-        cond = same_layout(torch.cat([lms, pan], dim=1), lms)
+        parts = [lms, pan] if self.cond == "lms_pan" else [lms, pan, DETAIL_SCALE * (pan - lms)]
+        cond = same_layout(torch.cat(parts, dim=1), lms)
         x = same_layout(torch.cat([x_t, cond], dim=1), lms)
         if ph or pw:
             cond = F.pad(cond, (0, pw, 0, ph), mode="replicate")
@@ -267,7 +328,8 @@ class _DiffusionBase(PansharpeningNet):
     uses = ("pan", "lms")
 
     def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000,
-                 residual_scale: float = 20.0) -> None:
+                 residual_scale: float = 20.0, precond: str = "none",
+                 sigma_data: float = 1.0, cond: str = "lms_pan") -> None:
         super().__init__(n_bands)
         if (isinstance(timesteps, bool) or not isinstance(timesteps, int)
                 or not 1 <= timesteps <= MAX_TIMESTEPS):
@@ -276,16 +338,56 @@ class _DiffusionBase(PansharpeningNet):
         if not float(residual_scale) > 0:
             raise InputError(f"{self.arch}: residual_scale must be positive, "
                              f"got {residual_scale!r}")
+        if precond not in PRECONDS:
+            raise InputError(f"{self.arch}: precond must be one of {', '.join(PRECONDS)}, "
+                             f"got {precond!r}")
+        if isinstance(sigma_data, bool) or not float(sigma_data) > 0:
+            raise InputError(f"{self.arch}: sigma_data must be positive, got {sigma_data!r}")
         self.timesteps = timesteps
         self.residual_scale = float(residual_scale)
-        self.unet = CondUNet(n_bands, base)
+        self.precond, self.sigma_data = precond, float(sigma_data)
+        self.unet = CondUNet(n_bands, base, cond)
         #: ``alpha_bar[t]`` as Python floats (device-free; read once per sampling loop).
         self.alpha_bar: list[float] = cosine_alpha_bar(timesteps).tolist()
+        #: Per-timestep ``(c_in, c_skip, c_out)`` of :func:`edm_coefficients` (``precond``).
+        self.coeffs: list[tuple[float, float, float]] = edm_coefficients(
+            self.alpha_bar, self.sigma_data if precond == "edm" else None)
 
     def hparams(self) -> dict:
-        """Constructor options (besides ``n_bands``) that rebuild this network."""
-        return {"base": self.unet.base, "timesteps": self.timesteps,
-                "residual_scale": self.residual_scale}
+        """Constructor options (besides ``n_bands``) that rebuild this network.
+
+        ``precond`` / ``sigma_data`` and ``cond`` appear only when not the default, so the
+        records of networks trained before the options existed are unchanged.
+        """
+        hp: dict = {"base": self.unet.base, "timesteps": self.timesteps,
+                    "residual_scale": self.residual_scale}
+        if self.precond != "none":
+            hp.update(precond=self.precond, sigma_data=self.sigma_data)
+        if self.unet.cond != "lms_pan":
+            hp["cond"] = self.unet.cond
+        return hp
+
+    def x0_from_output(self, out: Tensor, x_t: Tensor, t: int | Tensor) -> Tensor:
+        """The residual ``x0`` from the UNet's raw output ``out`` at timestep(s) ``t``.
+
+        ``precond="none"``: ``out`` itself. ``"edm"``: ``(c_skip(t) x_t + c_out(t) out) / s``
+        (:func:`edm_coefficients`), a copy of ``x_t / s`` as ``t -> 0`` and a regression
+        scaled by ``sigma_data / s`` as ``t -> T``.
+        """
+        if self.precond == "none":
+            return out
+        c_skip, c_out = self._coeff(t, x_t, 1), self._coeff(t, x_t, 2)
+        return (c_skip * x_t + c_out * out) / self.residual_scale
+
+    def _coeff(self, t: int | Tensor, like: Tensor, k: int) -> Tensor | float:
+        if not isinstance(t, Tensor):
+            return self.coeffs[int(t)][k]
+        table = torch.tensor([c[k] for c in self.coeffs], dtype=like.dtype, device=like.device)
+        return table[t.to(like.device).reshape(-1)].view(-1, 1, 1, 1)
+
+    def unet_input(self, x_t: Tensor, t: int | Tensor) -> Tensor:
+        """``c_in(t) x_t`` (``x_t`` itself without preconditioning)."""
+        return x_t if self.precond == "none" else self._coeff(t, x_t, 0) * x_t
 
     def _t(self, t: int | Tensor, like: Tensor) -> Tensor:
         if isinstance(t, Tensor):
@@ -300,7 +402,8 @@ class _DiffusionBase(PansharpeningNet):
             t: Integer timestep, or ``(B,)`` integer tensor, in ``[0, T)``.
             lms: ``(B, C, H, W)``; pan: ``(B, 1, H, W)`` (both / max_value).
         """
-        return self.unet(x_t, self._t(t, x_t), lms, pan)
+        out = self.unet(self.unet_input(x_t, t), self._t(t, x_t), lms, pan)
+        return self.x0_from_output(out, x_t, t)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """Forward process ``sqrt(ab_t) s x0 + sqrt(1 - ab_t) noise`` (``s`` the residual
@@ -310,8 +413,11 @@ class _DiffusionBase(PansharpeningNet):
         return ab.sqrt() * (self.residual_scale * x0) + (1 - ab).sqrt() * noise
 
     def extra_repr(self) -> str:
-        return (f"n_bands={self.n_bands}, base={self.unet.base}, timesteps={self.timesteps}, "
+        text = (f"n_bands={self.n_bands}, base={self.unet.base}, timesteps={self.timesteps}, "
                 f"residual_scale={self.residual_scale:g}")
+        if self.precond != "none":
+            text += f", precond={self.precond!r}, sigma_data={self.sigma_data:g}"
+        return text
 
 
 class DiffusionTeacher(_DiffusionBase):
@@ -329,6 +435,10 @@ class DiffusionTeacher(_DiffusionBase):
         init: ``"noise"`` (seeded standard normal ``x_T``) or ``"zeros"``.
         noise_seed: Seed of the ``x_T`` generator.
         residual_scale: Factor of the residual in the diffusion space (module docstring).
+        precond: ``"none"`` (the UNet outputs ``x0``) or ``"edm"`` (output preconditioning,
+            :meth:`x0_from_output`, module docstring).
+        sigma_data: Data std in the scaled diffusion space, for ``precond="edm"``.
+        cond: The UNet's condition inputs (:data:`CONDS`).
 
     Example:
         >>> net = DiffusionTeacher(4, steps=2)
@@ -342,8 +452,9 @@ class DiffusionTeacher(_DiffusionBase):
 
     def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000,
                  steps: int = 50, init: str = "noise", noise_seed: int = 0,
-                 residual_scale: float = 20.0) -> None:
-        super().__init__(n_bands, base, timesteps, residual_scale)
+                 residual_scale: float = 20.0, precond: str = "none",
+                 sigma_data: float = 1.0, cond: str = "lms_pan") -> None:
+        super().__init__(n_bands, base, timesteps, residual_scale, precond, sigma_data, cond)
         if init not in ("noise", "zeros"):
             raise InputError(f"{self.arch}: init must be 'noise' or 'zeros', got {init!r}")
         ddim_timesteps(timesteps, steps)  # validates
@@ -355,11 +466,18 @@ class DiffusionTeacher(_DiffusionBase):
         return {**super().hparams(), "steps": self.steps, "init": self.init,
                 "noise_seed": self.noise_seed}
 
+    @property
+    def head_scale(self) -> float:
+        """Factor of ``unet.out_conv`` folded into ``head``: 1, or ``c_out(0) / s`` (``edm``)."""
+        return 1.0 if self.precond == "none" else self.coeffs[0][2] / self.residual_scale
+
     @torch.no_grad()
     def sync_head(self) -> None:
-        """Copy ``unet.out_conv``'s weights into ``head`` (after training the UNet)."""
-        self.head.weight.copy_(self.unet.out_conv.weight)
-        self.head.bias.copy_(self.unet.out_conv.bias)
+        """Copy ``unet.out_conv``'s weights into ``head`` (after training the UNet), times
+        :attr:`head_scale`, so that the last step's output is ``skip + head(f)``."""
+        k = self.head_scale
+        self.head.weight.copy_(self.unet.out_conv.weight * k)
+        self.head.bias.copy_(self.unet.out_conv.bias * k)
 
     def initial_noise(self, like: Tensor) -> Tensor:
         """``x_T`` for an input shaped like ``like`` ``(B, C, H, W)`` (see ``init``)."""
@@ -384,11 +502,17 @@ class DiffusionTeacher(_DiffusionBase):
         x = self.initial_noise(lms)
         x0 = x
         for i, t in enumerate(ts):
-            feats = self.unet.features(x, self._t(t, x), lms, pan)
-            if i == len(ts) - 1:
-                x0 = self.head(feats)  # the step to alpha_bar = 1: x0 is the output
+            feats = self.unet.features(self.unet_input(x, t), self._t(t, x), lms, pan)
+            if i == len(ts) - 1:  # the step to alpha_bar = 1: x0 is the output
+                if self.precond == "none":
+                    x0 = self.head(feats)
+                else:  # head holds c_out(0) / s x out_conv: an additive tail at t = 0
+                    c_skip, c_out = self.coeffs[t][1], self.coeffs[t][2]
+                    k = c_out / self.coeffs[0][2]
+                    x0 = c_skip / self.residual_scale * x + (self.head(feats) if k == 1.0
+                                                             else k * self.head(feats))
                 break
-            x0 = self.unet.out_conv(feats)
+            x0 = self.x0_from_output(self.unet.out_conv(feats), x, t)
             a_t, a_prev = ab[t], ab[ts[i + 1]]
             eps = (x - math.sqrt(a_t) * s * x0) / math.sqrt(1.0 - a_t)
             x = math.sqrt(a_prev) * s * x0 + math.sqrt(1.0 - a_prev) * eps
@@ -425,6 +549,9 @@ class OneStepStudent(_DiffusionBase):
         timesteps: Schedule length ``T`` (the student's single step is ``t = T-1``).
         residual_scale: The teacher's (kept for the record; one step from ``x_T = 0`` does
             not depend on it).
+        cond: The UNet's condition inputs (:data:`CONDS`, the teacher's). There is no
+            ``precond``: :meth:`init_from_teacher` folds a preconditioned teacher's output
+            scale into ``out_conv``.
 
     Example:
         >>> net = OneStepStudent(4)
@@ -435,6 +562,10 @@ class OneStepStudent(_DiffusionBase):
     arch = "diffusion_student"
     channel_mappers = ("unet.out_conv",)
     band_key = "unet.out_conv.weight"
+
+    def __init__(self, n_bands: int = 8, base: int = 32, timesteps: int = 1000,
+                 residual_scale: float = 20.0, cond: str = "lms_pan") -> None:
+        super().__init__(n_bands, base, timesteps, residual_scale, cond=cond)
 
     def features(self, pan: Tensor, lms: Tensor) -> Tensor:
         """Interface features ``(B, base, H, W)`` (the input of ``unet.out_conv``)."""
@@ -448,14 +579,25 @@ class OneStepStudent(_DiffusionBase):
 
     @torch.no_grad()
     def init_from_teacher(self, teacher: DiffusionTeacher) -> OneStepStudent:
-        """Copy the teacher's UNet weights (the distillation starting point)."""
-        if (teacher.n_bands, teacher.unet.base, teacher.timesteps) != (
-                self.n_bands, self.unet.base, self.timesteps):
+        """Copy the teacher's UNet weights (the distillation starting point).
+
+        A preconditioned teacher (``precond="edm"``) run once from ``x_T = 0`` at ``t = T-1``
+        predicts ``c_out(T-1) / s x out_conv(f)`` (its ``c_skip`` term is zero and ``c_in``
+        scales a zero input): that factor is folded into the student's ``out_conv``, so the
+        student starts equal to the teacher's one-step prediction and stays a plain UNet.
+        """
+        if (teacher.n_bands, teacher.unet.base, teacher.timesteps, teacher.unet.cond) != (
+                self.n_bands, self.unet.base, self.timesteps, self.unet.cond):
             raise InputError(
                 f"teacher (bands {teacher.n_bands}, base {teacher.unet.base}, T "
-                f"{teacher.timesteps}) does not match the student (bands {self.n_bands}, "
-                f"base {self.unet.base}, T {self.timesteps})")
+                f"{teacher.timesteps}, cond {teacher.unet.cond}) does not match the student "
+                f"(bands {self.n_bands}, base {self.unet.base}, T {self.timesteps}, "
+                f"cond {self.unet.cond})")
         self.unet.load_state_dict(teacher.unet.state_dict())
+        if teacher.precond != "none":
+            k = teacher.coeffs[self.timesteps - 1][2] / teacher.residual_scale
+            self.unet.out_conv.weight.mul_(k)
+            self.unet.out_conv.bias.mul_(k)
         return self
 
 

@@ -54,6 +54,7 @@ class Fose(PansharpeningNet):
         timesteps: The student's schedule length ``T``.
         width: Width of the adaptor.
         e2e_kwargs: Options of the e2e factory.
+        cond: The student UNet's condition inputs (:data:`pretrained.diffusion.CONDS`).
 
     Example:
         >>> net = Fose(4)
@@ -69,14 +70,16 @@ class Fose(PansharpeningNet):
 
     def __init__(self, n_bands: int = 8, e2e: str = "lagconv", base: int = 32,
                  timesteps: int = 1000, width: int = 32,
-                 e2e_kwargs: dict | None = None) -> None:
+                 e2e_kwargs: dict | None = None, cond: str = "lms_pan") -> None:
         super().__init__(n_bands)
         if e2e in _NOT_E2E:
             raise InputError(f"fose: the e2e branch must be an end-to-end network, not {e2e!r}")
         self.e2e_arch = e2e
         self._hparams = {"e2e": e2e, "base": base, "timesteps": timesteps, "width": width,
                          "e2e_kwargs": dict(e2e_kwargs or {})}
-        self.student = OneStepStudent(n_bands, base=base, timesteps=timesteps)
+        if cond != "lms_pan":  # recorded only when not the default (older records unchanged)
+            self._hparams["cond"] = cond
+        self.student = OneStepStudent(n_bands, base=base, timesteps=timesteps, cond=cond)
         self.e2e = create_model(e2e, n_bands=n_bands, **(e2e_kwargs or {}))
         if not self.e2e.channel_mappers:
             raise InputError(f"fose: e2e branch {e2e!r} declares no channel mapper")

@@ -218,7 +218,8 @@ class DistillStage(Stage):
         else:
             model = pretrained.create_model(
                 "diffusion_student", n_bands=n_bands, base=teacher.unet.base,
-                timesteps=teacher.timesteps, residual_scale=teacher.residual_scale)
+                timesteps=teacher.timesteps, residual_scale=teacher.residual_scale,
+                **({"cond": teacher.unet.cond} if teacher.unet.cond != "lms_pan" else {}))
             model.init_from_teacher(teacher)
         with torch.no_grad():  # the targets: the teacher's DDIM output, once per image
             teacher.to(device).eval()
@@ -272,6 +273,7 @@ class FuseStage(Stage):
         model = pretrained.create_model(
             "fose", n_bands=n_bands, e2e=e2e.arch, base=student.unet.base,
             timesteps=student.timesteps, e2e_kwargs=dict(hp()) if callable(hp) else {},
+            **({"cond": student.unet.cond} if student.unet.cond != "lms_pan" else {}),
             **kwargs)
         model.student.load_state_dict(student.state_dict())
         model.e2e.load_state_dict(e2e.state_dict())
