@@ -86,6 +86,10 @@ def _fmt(row: dict[str, Any]) -> str:
               help="DDIM steps when validating a teacher (default its own, 50).")
 @click.option("--distill-gt-weight", type=FiniteFloat(min=0), default=0.5,
               show_default=True, help="Weight of the ground-truth L1 term when distilling.")
+@click.option("--teacher-loss", type=click.Choice(["x0", "edm"]), default="x0",
+              show_default=True,
+              help="Teacher loss: L1 of the x0 prediction, or that L1 weighted by s / c_out(t) "
+                   "(Karras et al.'s weighting; needs --arch-option precond=edm).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               metavar="N", help="Write OUT/NAME.ckpt every N steps (0: never); removed when "
                                 "the run completes.")
@@ -113,6 +117,7 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
             weight_decay: float, loss: str, no_augment: bool, seed: int,
             teacher: str | None, student: str | None, e2e: str | None, init: str | None,
             teacher_steps: int, val_steps: int | None, distill_gt_weight: float,
+            teacher_loss: str,
             checkpoint_every: int, resume: bool, arch_option: tuple[str, ...],
             name: str | None, note: str | None, out: str,
             cards: str | None, sensor: str | None, device: str, overwrite: bool) -> None:
@@ -141,7 +146,7 @@ def command(ctx: click.Context, arch: str, data: tuple[str, ...], data_root: str
         weight_decay=weight_decay, seed=seed, device=device, val_fraction=val_fraction,
         val_data=tuple(val_data), augment=not no_augment, loss=loss, teacher=teacher,
         student=student, e2e=e2e, init=init, teacher_steps=teacher_steps,
-        val_steps=val_steps, distill_gt_weight=distill_gt_weight,
+        val_steps=val_steps, distill_gt_weight=distill_gt_weight, teacher_loss=teacher_loss,
         arch_kwargs=_arch_options(arch_option), name=name, note=note, out=out, cards=cards,
         overwrite=overwrite, checkpoint_every=checkpoint_every, resume=resume)
     result = run_training(cfg, callback=None if quiet else lambda row: click.echo(_fmt(row)))

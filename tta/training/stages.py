@@ -179,6 +179,13 @@ class TeacherStage(Stage):
 
     name, arch, lr = "teacher", "diffusion_teacher", 2e-4
 
+    def build(self, cfg, n_bands, loaded, device):
+        built = super().build(cfg, n_bands, loaded, device)
+        if cfg.teacher_loss == "edm" and built.model.precond != "edm":
+            raise InputError("--teacher-loss edm needs a preconditioned teacher "
+                             "(--arch-option precond=edm)")
+        return built
+
     def loss(self, cfg, model, b, gen, state):
         import torch
         import torch.nn.functional as F
@@ -188,12 +195,20 @@ class TeacherStage(Stage):
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         t = t.to(x0.device)
         x_t = model.q_sample(x0, t, noise)
-        return F.l1_loss(model.denoise(x_t, t, b["lms"], b["pan"]), x0)
+        pred = model.denoise(x_t, t, b["lms"], b["pan"])
+        if cfg.teacher_loss == "edm":  # L1 on the UNet's own output F: weight s / c_out(t)
+            c_out = torch.tensor([c[2] for c in model.coeffs], dtype=x0.dtype,
+                                 device=x0.device)[t].view(-1, 1, 1, 1)
+            return ((pred - x0).abs() * (model.residual_scale / c_out)).mean()
+        return F.l1_loss(pred, x0)
 
     def end_epoch(self, model):
         model.sync_head()
 
     def loss_text(self, cfg):
+        if cfg.teacher_loss == "edm":
+            return ("L1(x0_pred, gt - lms) x s / c_out(t) (L1 on the preconditioned output), "
+                    "t ~ U{0..T-1}, cosine schedule")
         return "L1(x0_pred, gt - lms), t ~ U{0..T-1}, cosine schedule"
 
 

@@ -86,6 +86,9 @@ class TrainConfig:
         teacher_steps: DDIM steps of the distillation targets.
         val_steps: DDIM steps of the teacher's validation (default its own, 50).
         distill_gt_weight: Weight of the ground-truth L1 term when distilling.
+        teacher_loss: The teacher's loss: ``x0`` (L1 of the residual prediction) or ``edm``
+            (the same L1 weighted by ``s / c_out(t)``, i.e. L1 on the preconditioned UNet's
+            own output; needs ``precond=edm``).
         arch_kwargs: Architecture options for a model built from scratch.
         name: Output stem (default ``<arch>_<sensor>``).
         note: Free text stored as the card's ``notes`` (what the data allowed, caveats).
@@ -124,6 +127,7 @@ class TrainConfig:
     teacher_steps: int = 50
     val_steps: int | None = None
     distill_gt_weight: float = 0.5
+    teacher_loss: str = "x0"
     arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     note: str | None = None
@@ -169,6 +173,8 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.learning_rate}")
         if self.loss not in ("l1", "mse"):
             raise InputError(f"--loss must be l1 or mse, got {self.loss!r}")
+        if self.teacher_loss not in ("x0", "edm"):
+            raise InputError(f"--teacher-loss must be x0 or edm, got {self.teacher_loss!r}")
         for key in ("teacher", "student", "e2e", "init"):
             value = getattr(self, key)
             if value is not None and not Path(value).is_file():
