@@ -150,3 +150,24 @@ def test_fitting_source_keeps_direct_mismatched_adapts(real_file):
     assert m["adapted"]["fr"]["HQNR"] > m["direct"]["fr"]["HQNR"] + 0.05
     assert res.report["loss"]["last"]["reduced"] < res.report["loss"]["first"]["reduced"]
     assert get_sensor("WV2").name == res.report["scene"]["sensor"]
+
+
+@pytest.mark.parametrize("adapter, steps", [("none", 100), ("ft", 0)])
+def test_nothing_trained_scores_nothing(adapter, steps):
+    """When no step is taken the adapted network is the direct one: the decision says so,
+    fuses no check window, and the scene is fused by the direct network, pixel for pixel."""
+    from tta.io import Scene
+
+    rng = np.random.default_rng(1)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, 24, 24)), pan=rng.uniform(100, 1500, (96, 96)),
+                  sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    model = pretrained.create_model("pnn", n_bands=4).eval()
+    res = adapt_scene(model, scene, adapter=adapter, steps=steps, patch=32, compare=True)
+    decision = res.report["decision"]
+    assert decision["choice"] == "direct" and decision["scores"] == {}
+    assert "no adaptation step was taken" in decision["reason"]
+    assert "decide" not in res.report["timings"] and res.report["loss"]["curve"] == []
+    np.testing.assert_array_equal(res.fused, res.direct)
+    trained = adapt_scene(model, scene, adapter="ft", steps=2, patch=32)
+    assert set(trained.report["decision"]["scores"]) == {"direct", "adapted"}

@@ -393,7 +393,11 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     run_direct = partial(rt.run, source)
     model.eval()
     decision = None
-    if cfg.decide:
+    if cfg.decide and calibration is None and (not loss.curve or loss.diverged):
+        from tta.engine.decision import unchanged
+
+        decision = unchanged(loss.diverged_at_step, cfg.decision_tolerance)
+    elif cfg.decide:
         with clock.stage("decide"):
             decision = _decide(run_direct, run_adapted, inputs, scene.sensor, ratio, cfg)
     use_direct = decision is not None and decision.choice == "direct"

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Decision", "check_windows", "decide", "fuse_batched", "score_candidate"]
+__all__ = ["Decision", "check_windows", "decide", "fuse_batched", "score_candidate", "unchanged"]
 
 Fuse = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -119,3 +119,13 @@ def decide(direct: dict[str, float], adapted: dict[str, float], *, tolerance: fl
         reason = f"adaptation loses on no family ({shown})"
     return Decision(choice, reason, {"direct": direct, "adapted": adapted}, windows or {},
                     tolerance)
+
+
+def unchanged(diverged_at_step: int | None, tolerance: float) -> Decision:
+    """The decision when the adapted network *is* the direct one (no step was taken, or the
+    loss diverged and the parameters were reset to their start): there is nothing to
+    compare, so no check window is fused and the direct network fuses the scene."""
+    why = ("no adaptation step was taken" if diverged_at_step is None else
+           f"the loss diverged at step {diverged_at_step} and the parameters were reset")
+    return Decision("direct", f"{why}: the adapted network equals the source network, "
+                    "which fuses the scene (nothing scored)", {}, {}, tolerance)
