@@ -28,7 +28,7 @@ import copy
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -399,7 +399,8 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
         decision = unchanged(loss.diverged_at_step, cfg.decision_tolerance)
     elif cfg.decide:
         with clock.stage("decide"):
-            decision = _decide(run_direct, run_adapted, inputs, scene.sensor, ratio, cfg)
+            pair = _paired_fn(dec, source, adapter, rt) if split else None
+            decision = _decide(run_direct, run_adapted, inputs, scene.sensor, ratio, cfg, pair)
     use_direct = decision is not None and decision.choice == "direct"
     chosen = run_direct if use_direct else run_adapted
     with clock.stage("infer"):
@@ -534,9 +535,14 @@ def _harmonise(h: Harmonisation, model: nn.Module, forward_fn: ForwardFn,
 
 
 def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, ratio: int,
-            cfg: AdaptConfig) -> Decision:
-    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy."""
-    from tta.engine.decision import check_windows, decide, score_candidate
+            cfg: AdaptConfig, pair: Any = None) -> Decision:
+    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy.
+
+    ``pair(ms, pan, lms) -> (direct, adapted)``, when given, fuses a batch with both candidates
+    at once (one feature-extractor pass, :func:`_paired_fn`); else each candidate runs alone.
+    """
+    from tta.engine.decision import (check_windows, decide, fuse_pair_batched, score_candidate,
+                                     score_outputs)
     from tta.engine.reduced import reduced_pairs
 
     reduced = inputs.reduced
@@ -546,9 +552,28 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
     windows = {"fr": int(fr[0].shape[0]), "fr_side": int(fr[1].shape[-1]),
                "rr": len(rr) if rr is not None else 0,
                "rr_side": rr.patch if rr is not None else None}
-    return decide(score_candidate(run_direct, fr, rr, **kw),
-                  score_candidate(run_adapted, fr, rr, **kw),
-                  tolerance=cfg.decision_tolerance, windows=windows)
+    if pair is None:
+        scores = [score_candidate(run, fr, rr, **kw) for run in (run_direct, run_adapted)]
+    else:
+        out_fr = fuse_pair_batched(pair, *fr)
+        out_rr = (None, None) if rr is None else fuse_pair_batched(pair, rr.ms, rr.pan, rr.lms)
+        scores = [score_outputs(out_fr[i], out_rr[i], fr, rr, **kw) for i in (0, 1)]
+    return decide(*scores, tolerance=cfg.decision_tolerance, windows=windows)
+
+
+def _paired_fn(dec: Decomposition, source: nn.Module, adapter: AdapterLike, rt: Runtime) -> Any:
+    """Both candidates of an additive decomposition whose extractor was not trained, from one
+    run of ``source``: direct = its output, adapted = the tailored mapper on the same
+    interface features plus the same rest (the ``split`` training form)."""
+    frozen = replace(dec, model=source)
+
+    def both(ms: Tensor, pan: Tensor, lms: Tensor) -> tuple[Tensor, Tensor]:
+        with rt.autocast():
+            cache = frozen.cache(ms, pan, lms, split=True)
+            adapter.set_condition(ms, pan, lms)
+            return cache.reference.float(), cache.output(dec.mapper).float()
+
+    return both
 
 
 def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
