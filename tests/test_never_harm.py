@@ -171,3 +171,30 @@ def test_nothing_trained_scores_nothing(adapter, steps):
     np.testing.assert_array_equal(res.fused, res.direct)
     trained = adapt_scene(model, scene, adapter="ft", steps=2, patch=32)
     assert set(trained.report["decision"]["scores"]) == {"direct", "adapted"}
+
+
+@pytest.mark.parametrize("adapter", ["ft", "cat"])
+def test_paired_decision_scores_equal_separate_runs(adapter, monkeypatch):
+    """With a frozen extractor both candidates come from one extractor pass; the scores equal
+    those of running each candidate alone (to float32 rounding), and so does the choice."""
+    import importlib
+
+    from tta.io import Scene
+
+    engine = importlib.import_module("tta.engine.adapt")
+    rng = np.random.default_rng(2)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, 32, 32)), pan=rng.uniform(100, 1500, (128, 128)),
+                  sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    model = pretrained.create_model("fusionnet", n_bands=4).eval()
+    paired = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    monkeypatch.setattr(engine, "_paired_fn", lambda *_a: None)
+    alone = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    a, b = paired.report["decision"], alone.report["decision"]
+    assert a["choice"] == b["choice"] and set(a["scores"]) == {"direct", "adapted"}
+    for who in ("direct", "adapted"):
+        assert set(a["scores"][who]) == {"rr_Q2n", "fr_HQNR", "fr_D_rho"}
+        for key, value in a["scores"][who].items():
+            assert value == pytest.approx(b["scores"][who][key], abs=1e-5)
+    assert a["scores"]["adapted"] != a["scores"]["direct"]  # the adapter did change the output
+    np.testing.assert_array_equal(paired.fused, alone.fused)
