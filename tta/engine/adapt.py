@@ -28,7 +28,7 @@ import copy
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -345,6 +345,8 @@ class _Run:
         digest: sha256 of the caller's model's tensors (:func:`tta.engine.reuse.state_digest`).
         inputs: The *prepare* stage's result.
         use_direct: Whether the *decide* stage chose the direct network.
+        split: Whether training ran on cached interface features (frozen extractor, additive
+            tail); the decision then scores both candidates from one extractor pass.
         patches, dec, adapter, source: The later stages' results (``source`` is the direct
             network: a copy of ``model`` taken before the adapter attaches, when deciding).
         calibration, loss, decision, inference: What the report shows of them.
@@ -360,6 +362,7 @@ class _Run:
     progress: bool
     inputs: Inputs
     use_direct: bool = False
+    split: bool = False
     patches: Patches | None = None
     dec: Decomposition | None = None
     adapter: AdapterLike | None = None
@@ -455,7 +458,7 @@ def _fit(run: _Run) -> None:
     cfg, clock, dec = run.cfg, run.clock, run.dec
     adapter = create_adapter(cfg.adapter, **cfg.adapter_options)
     run.source = copy.deepcopy(run.model) if cfg.decide else run.model  # the direct network
-    split = not adapter.trains_extractor and dec.additive
+    split = run.split = not adapter.trains_extractor and dec.additive
     loss_fn = PhysicsLoss.from_sensor(run.scene.sensor, weights=cfg.loss_weights,
                                       spatial_kind=cfg.spatial_loss).to(run.device)
     with clock.stage("cache"):
@@ -480,10 +483,16 @@ def _choose(run: _Run) -> Any:
     run_adapted = partial(run_adapted_fn, run.rt, run.adapter, run.model)
     run_direct = partial(run.rt.run, run.source)
     run.model.eval()
-    if run.cfg.decide:
+    loss, cfg = run.loss, run.cfg
+    if cfg.decide and run.calibration is None and (not loss.curve or loss.diverged):
+        from tta.engine.decision import unchanged
+
+        run.decision = unchanged(loss.diverged_at_step, cfg.decision_tolerance)
+    elif cfg.decide:
         with run.clock.stage("decide"):
+            pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
             run.decision = _decide(run_direct, run_adapted, run.inputs, run.scene.sensor,
-                                   run.ratio, run.cfg)
+                                   run.ratio, cfg, pair)
     run.use_direct = run.decision is not None and run.decision.choice == "direct"
     return run_direct if run.use_direct else run_adapted
 
@@ -620,9 +629,14 @@ def _harmonise(h: Harmonisation, model: nn.Module, forward_fn: ForwardFn,
 
 
 def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, ratio: int,
-            cfg: AdaptConfig) -> Decision:
-    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy."""
-    from tta.engine.decision import check_windows, decide, score_candidate
+            cfg: AdaptConfig, pair: Any = None) -> Decision:
+    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy.
+
+    ``pair(ms, pan, lms) -> (direct, adapted)``, when given, fuses a batch with both candidates
+    at once (one feature-extractor pass, :func:`_paired_fn`); else each candidate runs alone.
+    """
+    from tta.engine.decision import (check_windows, decide, fuse_pair_batched, score_candidate,
+                                     score_outputs)
     from tta.engine.reduced import reduced_pairs
 
     reduced = inputs.reduced
@@ -632,9 +646,28 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
     windows = {"fr": int(fr[0].shape[0]), "fr_side": int(fr[1].shape[-1]),
                "rr": len(rr) if rr is not None else 0,
                "rr_side": rr.patch if rr is not None else None}
-    return decide(score_candidate(run_direct, fr, rr, **kw),
-                  score_candidate(run_adapted, fr, rr, **kw),
-                  tolerance=cfg.decision_tolerance, windows=windows)
+    if pair is None:
+        scores = [score_candidate(run, fr, rr, **kw) for run in (run_direct, run_adapted)]
+    else:
+        out_fr = fuse_pair_batched(pair, *fr)
+        out_rr = (None, None) if rr is None else fuse_pair_batched(pair, rr.ms, rr.pan, rr.lms)
+        scores = [score_outputs(out_fr[i], out_rr[i], fr, rr, **kw) for i in (0, 1)]
+    return decide(*scores, tolerance=cfg.decision_tolerance, windows=windows)
+
+
+def _paired_fn(dec: Decomposition, source: nn.Module, adapter: AdapterLike, rt: Runtime) -> Any:
+    """Both candidates of an additive decomposition whose extractor was not trained, from one
+    run of ``source``: direct = its output, adapted = the tailored mapper on the same
+    interface features plus the same rest (the ``split`` training form)."""
+    frozen = replace(dec, model=source)
+
+    def both(ms: Tensor, pan: Tensor, lms: Tensor) -> tuple[Tensor, Tensor]:
+        with rt.autocast():
+            cache = frozen.cache(ms, pan, lms, split=True)
+            adapter.set_condition(ms, pan, lms)
+            return cache.reference.float(), cache.output(dec.mapper).float()
+
+    return both
 
 
 def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
