@@ -417,6 +417,8 @@ class _DiffusionBase(PansharpeningNet):
                 f"residual_scale={self.residual_scale:g}")
         if self.precond != "none":
             text += f", precond={self.precond!r}, sigma_data={self.sigma_data:g}"
+        if self.unet.cond != "lms_pan":
+            text += f", cond={self.unet.cond!r}"
         return text
 
 
