@@ -193,3 +193,48 @@ def test_detail_condition_option():
         assert fose(ms, pan, lms).shape == lms.shape
     with pytest.raises(InputError, match="cond"):
         DiffusionTeacher(4, cond="pan")
+
+
+def _rr_file(tmp_path):
+    """Two smooth 64 x 64 QuickBird RR scenes (PAN = band mean, MS = 4 x 4 block mean)."""
+    import numpy as np
+
+    from tta.io import Scene, write_h5
+    from tta.sensors import get_sensor
+
+    s = get_sensor("QB")
+    scenes = []
+    for seed in (0, 1):
+        g = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:64, 0:64] / 64
+        x = np.stack([700 + 250 * np.sin(2 * np.pi * (k + 1) * xx + g.uniform(0, 6))
+                      * np.cos(2 * np.pi * (k + 2) * yy) + g.normal(0, 15, (64, 64))
+                      for k in range(4)]).clip(1, None)
+        ms = x.reshape(4, 16, 4, 16, 4).mean(axis=(2, 4))
+        scenes.append(Scene(ms=ms, pan=x.mean(axis=0), gt=x, sensor=s, source=f"rr{seed}"))
+    path = tmp_path / "qb_rr.h5"
+    write_h5(path, scenes)
+    return path
+
+
+def test_options_train_through_the_chain(tmp_path):
+    from tta.training import train
+
+    data = [str(_rr_file(tmp_path))]
+    common = {"epochs": 1, "steps_per_epoch": 2, "patch": 16, "batch": 2, "device": "cpu",
+              "out": tmp_path / "runs", "sensor": "QB"}
+    teacher = train("diffusion_teacher", data, val_steps=2, teacher_loss="edm",
+                    arch_kwargs={"base": 8, "precond": "edm", "cond": "detail"}, **common)
+    assert teacher.card_data["arch_kwargs"]["precond"] == "edm"
+    assert "s / c_out(t)" in teacher.card_data["training"]["recipe"]["loss"]
+    t = teacher.model
+    torch.testing.assert_close(t.head.weight, t.unet.out_conv.weight * t.head_scale)
+    student = train("diffusion_student", data, teacher=teacher.weights, teacher_steps=2,
+                    **common)
+    assert student.model.hparams()["cond"] == "detail"
+    e2e = train("lagconv", data, arch_kwargs={"channels": 8, "n_blocks": 1}, **common)
+    fused = train("fose", data, student=student.weights, e2e=e2e.weights, **common)
+    assert fused.card_data["arch_kwargs"]["cond"] == "detail"
+    with pytest.raises(InputError, match="precond=edm"):
+        train("diffusion_teacher", data, teacher_loss="edm", name="x",
+              arch_kwargs={"base": 8}, **common)
