@@ -4,7 +4,10 @@
 (:func:`pretrained.zoo.load_zoo`), a ``tta train`` safetensors file, or a PyTorch checkpoint
 for a named or recognised architecture (:func:`pretrained.load`); each file is read once
 (:func:`pretrained.checkpoint.read_checkpoint`) and the band count is checked against the
-sensor in one place (:func:`pretrained.registry.check_bands`).
+sensor in one place (:func:`pretrained.registry.check_bands`). A ``tta train`` safetensors file
+gets the same weights record whether it is named or given as a path
+(:func:`pretrained.zoo.file_record`: sha256, architecture, sensor, bands, ratio, max value),
+so reports and saved adapters carry it either way.
 
 A PyTorch checkpoint the registry does not know (no weights record) that sits in a folder named
 after a sensor with its band count (DLPan-Toolbox's ``.../wv3/fusionnet.pth``) gets that
@@ -20,7 +23,7 @@ from pretrained._base import PansharpeningNet
 from pretrained.checkpoint import read_checkpoint
 from pretrained.registry import _guess_arch, check_bands, list_models, load
 from pretrained.spec import ModelSpec, parse_model_spec
-from pretrained.zoo import load_zoo, model_from_weights
+from pretrained.zoo import file_record, load_zoo, model_from_weights
 from tta.errors import InputError
 
 __all__ = ["load_model"]
@@ -29,8 +32,10 @@ __all__ = ["load_model"]
 def _from_file(path: Path, arch: str | None, sensor: Any) -> PansharpeningNet:
     """A checkpoint file, for ``arch`` or (None) the architecture it names or fits."""
     if path.suffix.lower() == ".safetensors":
-        model = model_from_weights(read_checkpoint(path), arch=arch)
+        ck = read_checkpoint(path)
+        model = model_from_weights(ck, arch=arch)
         check_bands(model.n_bands, sensor, path)
+        model.weights_record = file_record(ck, model.arch, model.n_bands)
         return model
     ck = read_checkpoint(path)
     if arch is None:

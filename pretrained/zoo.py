@@ -17,6 +17,7 @@ of :func:`pretrained.list_weights`, built once from the cards (:func:`shipped_re
 :func:`load_zoo` attaches that record to the model it loads.
 :func:`save_weights` / :func:`read_weights` / :func:`model_from_weights` are the one place that
 reads and writes these files (training uses them for ``--init``, ``--teacher`` ...).
+Cards are read and written by :mod:`pretrained.card` (:class:`ModelCard`, :func:`read_card`).
 
 Example::
 
@@ -28,15 +29,14 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import Tensor
 
 from pretrained._base import PansharpeningNet
+from pretrained.card import ModelCard, read_card
 from pretrained.checkpoint import Checkpoint, read_checkpoint, sha256_file
 from pretrained.registry import (
     WeightsRecord,
@@ -63,6 +63,7 @@ __all__ = [
     "FORMAT",
     "WEIGHTS_DIR",
     "ModelCard",
+    "file_record",
     "list_zoo",
     "load_zoo",
     "model_from_weights",
@@ -165,66 +166,6 @@ def _meta_bands(meta: Mapping[str, str], source: str) -> int:
     return int(text)
 
 
-@dataclass(frozen=True)
-class ModelCard(Mapping[str, Any]):
-    """A model card as ``tta train`` writes it (YAML): typed fields for what loading reads,
-    and the whole mapping behind them (``card["held_out"]["Q2n"]``).
-
-    Attributes:
-        data: The card's mapping (empty when a weights file has no card).
-        path: Where it was read from, or None.
-    """
-
-    data: Mapping[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def training_data(self) -> list[dict[str, Any] | str]:
-        """Entries of ``training.data`` (dicts with ``file`` and ``licence``, or strings)."""
-        training = self.data.get("training")
-        return list(training.get("data") or []) if isinstance(training, dict) else []
-
-    @property
-    def training_files(self) -> list[str]:
-        return [d.get("file", str(d)) if isinstance(d, dict) else str(d)
-                for d in self.training_data]
-
-    @property
-    def licences(self) -> list[str]:
-        return sorted({str(d["licence"]) for d in self.training_data
-                       if isinstance(d, dict) and d.get("licence")})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """A model card (YAML mapping), the one reader of cards.
-
-    Raises:
-        InputError: Missing file or not a YAML mapping.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: model card not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise InputError(f"{p}: not valid YAML") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{p}: a model card must be a YAML mapping")
-    return ModelCard(data, p)
-
-
 # ----------------------------------------------------------------------------- zoo
 def _parse(name: str, sensor: Any) -> tuple[str, str]:
     spec = parse_model_spec(name, zoo=True)
@@ -273,15 +214,33 @@ def load_zoo(name: str, sensor: Any = None, *, weights_dir: str | Path | None = 
     check_bands(model.n_bands, sensor_name, path)
     card_path = _card_for(stem, wdir, cdir)
     card = read_card(card_path) if card_path else ModelCard()
-    record = find_weights_record(ck.sha256)
-    if record is None or record.origin != "zoo" or record.arch != arch:
-        # a file of another folder, or not the one its card describes: its own metadata
-        fields = {"sensor": sensor_name, **_meta_fields(ck.metadata)}
-        record = zoo_record(arch, path.name, ck.sha256, fields, card, card_path,
-                            n_bands=model.n_bands)
-    model.weights_record = record
+    model.weights_record = file_record(ck, arch, model.n_bands, sensor=sensor_name, card=card,
+                                       card_path=card_path)
     model.card = card
     return model
+
+
+def file_record(ck: Checkpoint, arch: str, n_bands: int, *, sensor: str | None = None,
+                card: ModelCard | None = None, card_path: Path | None = None
+                ) -> WeightsRecord | None:
+    """The :class:`~pretrained.registry.WeightsRecord` of a ``tta train`` weights file, named
+    (:func:`load_zoo`) or given as a path (:func:`pretrained.load_model`).
+
+    A shipped file (its digest in the record set, same architecture) gets its record; any
+    other file (another folder, or not the one its card describes) one built from its own
+    metadata (sensor, bands, ratio, max value), ``sensor`` filling a missing sensor.
+
+    Returns:
+        The record, or None when neither the metadata nor ``sensor`` names a sensor.
+    """
+    record = find_weights_record(ck.sha256)
+    if record is not None and record.origin == "zoo" and record.arch == arch:
+        return record
+    fields = {"sensor": sensor, **_meta_fields(ck.metadata)}
+    if not fields["sensor"]:
+        return None
+    return zoo_record(arch, ck.path.name, ck.sha256, fields, card or ModelCard(), card_path,
+                      n_bands=n_bands)
 
 
 def _meta_fields(meta: Mapping[str, str]) -> dict[str, Any]:

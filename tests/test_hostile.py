@@ -452,6 +452,9 @@ def test_diverging_adaptation_falls_back_to_direct(monkeypatch):
     assert loss["diverged"] and loss["diverged_at_step"] == 3 and len(loss["curve"]) == 10
     np.testing.assert_array_equal(res.fused, res.direct)
     assert np.isfinite(res.fused).all()
+    decision = res.report["decision"]  # reset to the start: nothing left to score
+    assert decision["choice"] == "direct" and "diverged at step 3" in decision["reason"]
+    assert decision["scores"] == {} and "decide" not in res.report["timings"]
 
 
 def test_out_of_memory_is_one_line(tmp_path, monkeypatch):

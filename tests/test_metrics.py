@@ -411,3 +411,25 @@ def test_cpu_and_cuda_agree():
     gpu = fr_metrics(ms.cuda(), pan.cuda(), fused.cuda(), "WV3")
     for k in cpu:
         np.testing.assert_allclose(gpu[k].cpu().numpy(), cpu[k].numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 20, 17), 4), ((5, 9), (3, 2)), ((1, 8, 12, 12), 8)])
+def test_box_sum_float32_form_equals_the_float64_sums(shape, k):
+    """The float32 form (a depthwise ones-kernel convolution) gives MATLAB's
+    ``filter2(ones(k), x, 'valid')`` like the float64 shifted adds, gradient included."""
+    from tta.metrics._common import box_sum
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    ref = sum(x[..., i:i + x.shape[-2] - kh + 1, j:j + x.shape[-1] - kw + 1]
+              for i in range(kh) for j in range(kw))
+    x32 = x.float().requires_grad_(True)
+    out = box_sum(x32, k)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(box_sum(x, k), ref, atol=1e-12, rtol=0)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * weights).sum().backward()
+    x64 = x.clone().requires_grad_(True)
+    (box_sum(x64, k) * weights.double()).sum().backward()
+    torch.testing.assert_close(x32.grad.double(), x64.grad, atol=1e-5, rtol=1e-5)

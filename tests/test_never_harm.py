@@ -150,3 +150,51 @@ def test_fitting_source_keeps_direct_mismatched_adapts(real_file):
     assert m["adapted"]["fr"]["HQNR"] > m["direct"]["fr"]["HQNR"] + 0.05
     assert res.report["loss"]["last"]["reduced"] < res.report["loss"]["first"]["reduced"]
     assert get_sensor("WV2").name == res.report["scene"]["sensor"]
+
+
+@pytest.mark.parametrize("adapter, steps", [("none", 100), ("ft", 0)])
+def test_nothing_trained_scores_nothing(adapter, steps):
+    """When no step is taken the adapted network is the direct one: the decision says so,
+    fuses no check window, and the scene is fused by the direct network, pixel for pixel."""
+    from tta.io import Scene
+
+    rng = np.random.default_rng(1)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, 24, 24)), pan=rng.uniform(100, 1500, (96, 96)),
+                  sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    model = pretrained.create_model("pnn", n_bands=4).eval()
+    res = adapt_scene(model, scene, adapter=adapter, steps=steps, patch=32, compare=True)
+    decision = res.report["decision"]
+    assert decision["choice"] == "direct" and decision["scores"] == {}
+    assert "no adaptation step was taken" in decision["reason"]
+    assert "decide" not in res.report["timings"] and res.report["loss"]["curve"] == []
+    np.testing.assert_array_equal(res.fused, res.direct)
+    trained = adapt_scene(model, scene, adapter="ft", steps=2, patch=32)
+    assert set(trained.report["decision"]["scores"]) == {"direct", "adapted"}
+
+
+@pytest.mark.parametrize("adapter", ["ft", "cat"])
+def test_paired_decision_scores_equal_separate_runs(adapter, monkeypatch):
+    """With a frozen extractor both candidates come from one extractor pass; the scores equal
+    those of running each candidate alone (to float32 rounding), and so does the choice."""
+    import importlib
+
+    from tta.io import Scene
+
+    engine = importlib.import_module("tta.engine.adapt")
+    rng = np.random.default_rng(2)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, 32, 32)), pan=rng.uniform(100, 1500, (128, 128)),
+                  sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    model = pretrained.create_model("fusionnet", n_bands=4).eval()
+    paired = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    monkeypatch.setattr(engine, "_paired_fn", lambda *_a: None)
+    alone = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    a, b = paired.report["decision"], alone.report["decision"]
+    assert a["choice"] == b["choice"] and set(a["scores"]) == {"direct", "adapted"}
+    for who in ("direct", "adapted"):
+        assert set(a["scores"][who]) == {"rr_Q2n", "fr_HQNR", "fr_D_rho"}
+        for key, value in a["scores"][who].items():
+            assert value == pytest.approx(b["scores"][who][key], abs=1e-5)
+    assert a["scores"]["adapted"] != a["scores"]["direct"]  # the adapter did change the output
+    np.testing.assert_array_equal(paired.fused, alone.fused)

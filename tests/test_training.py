@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 import pretrained
+from pretrained.card import CARD_KEYS, ModelCard
 from pretrained.zoo import load_zoo, model_from_weights
 from tta.errors import InputError, OutputError
 from tta.io import Scene, write_h5
@@ -198,6 +199,8 @@ def test_smoke_on_a_real_crop_writes_reloadable_outputs(real_file, tmp_path):
     card = yaml.safe_load(res.card.read_text())
     assert card["arch"] == "lagconv" and card["sensor"] == "WV3" and card["n_bands"] == 8
     assert card["parameters"] == sum(p.numel() for p in res.model.parameters())
+    assert tuple(card) == CARD_KEYS  # the one card writer (pretrained.card), its key order
+    assert res.card.read_text() == ModelCard(res.card_data).to_yaml()
     assert card["training"]["data"][0]["file"] == "wv3_crop_rr.h5"
     assert len(card["training"]["data"][0]["sha256"]) == 64
     assert card["training"]["epochs"] == 1 and card["training"]["seed"] == 0

@@ -9,13 +9,9 @@ import click
 from tta.cli.options import (
     RegistryChoice,
     adaptation_options,
-    bands_option,
     check_outputs,
-    device_option,
     dtype_option,
-    max_value_option,
-    overwrite_option,
-    sensor_option,
+    run_options,
 )
 
 
@@ -54,11 +50,7 @@ def _fmt(v: float) -> str:
                    "GeoTIFF/h5 scenes over 4096² PAN px). A killed run resumes when rerun.")
 @click.option("--block", type=click.IntRange(min=64), default=1024, show_default=True,
               help="Streamed output block side, PAN px (memory per block, unit of resume).")
-@sensor_option
-@bands_option
-@max_value_option
-@device_option
-@overwrite_option
+@run_options
 @click.pass_context
 def command(ctx: click.Context, model_spec: str, weights: str | None, target: str,
             output: str | None, adapter: str | None, sampler: str | None,

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tta.cli.options import (
-    FiniteFloat,
-    adaptation_options,
-    bands_option,
-    device_option,
-    dtype_option,
-    max_value_option,
-    overwrite_option,
-    sensor_option,
-)
+from tta.cli.options import FiniteFloat, adaptation_options, dtype_option, run_options
 
 
 def _line(row: dict, finished: int, total: int) -> str:
@@ -55,11 +46,7 @@ def _line(row: dict, finished: int, total: int) -> str:
               help="Torch CPU threads per scene.")
 @click.option("--gpus", type=FiniteFloat(min=0), default=None,
               help="GPUs per scene on Ray (default 1 where the cluster has GPUs, else 0).")
-@sensor_option
-@bands_option
-@max_value_option
-@device_option
-@overwrite_option
+@run_options
 @click.pass_context
 def command(ctx: click.Context, sources: tuple[str, ...], output_dir: str,
             model_spec: str | None, weights: str | None, adapter: str | None,

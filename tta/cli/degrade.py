@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import click
 
-from tta.cli.options import (
-    bands_option,
-    check_outputs,
-    max_value_option,
-    output_option,
-    overwrite_option,
-    progress,
-    sensor_option,
-)
+from tta.cli.options import check_outputs, output_option, overwrite_option, progress, scene_options
 
 
 @click.command("degrade")
 @click.argument("scene")
 @output_option
-@sensor_option
-@bands_option
-@max_value_option
+@scene_options
 @overwrite_option
 @click.pass_context
 def command(

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tta.cli.options import (
-    FiniteFloat,
-    bands_option,
-    check_outputs,
-    device_option,
-    max_value_option,
-    overwrite_option,
-    sensor_option,
-)
+from tta.cli.options import FiniteFloat, check_outputs, run_options
 from tta.evaluation import BETTER, FR_KEYS, RR_KEYS
 
 
@@ -46,11 +38,7 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
 @click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Multiply FUSED's values by this to get DN (default: detect a product "
                    "scaled to 0-1 and multiply it by the scene's max value; say so).")
-@sensor_option
-@bands_option
-@max_value_option
-@device_option
-@overwrite_option
+@run_options
 def command(fused: str, scene_spec: str | None, protocol: str, json_out: str | None,
             stream: bool | None, windows: int | None, window_side: int,
             scale: float | None, sensor: str | None, bands: str | None,

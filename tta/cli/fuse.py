@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tta.cli.options import (
-    bands_option,
-    check_outputs,
-    device_option,
-    dtype_option,
-    max_value_option,
-    output_option,
-    overwrite_option,
-    sensor_option,
-)
+from tta.cli.options import check_outputs, dtype_option, output_option, run_options
 
 
 @click.command("fuse")
@@ -33,11 +24,7 @@ from tta.cli.options import (
                    "estimated on that window. A killed run resumes when rerun.")
 @click.option("--block", type=click.IntRange(min=64), default=1024, show_default=True,
               help="Streamed output block side, PAN px.")
-@sensor_option
-@bands_option
-@max_value_option
-@device_option
-@overwrite_option
+@run_options
 @click.pass_context
 def command(ctx: click.Context, scene: str, method: str | None, adapter_path: str | None,
             weights: str | None, output: str, dtype: str | None, stream: bool | None,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from tta.cli.options import bands_option, max_value_option, sensor_option
+from tta.cli.options import scene_options
 
 
 def _fmt_range(r: list[float] | None) -> str:
@@ -49,9 +49,7 @@ def _describe(summary: dict) -> str:
 
 @click.command("info")
 @click.argument("scene")
-@sensor_option
-@bands_option
-@max_value_option
+@scene_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def command(scene: str, sensor: str | None, bands: str | None, max_value: float | None,
             as_json: bool) -> None:

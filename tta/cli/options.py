@@ -87,6 +87,14 @@ overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Replace OUT if it exists (inputs are never replaced)."
 )
 
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda[:N]",
+    help="Torch device; auto uses CUDA when present.",
+)
+
 
 #: The adaptation settings of ``tta adapt`` and ``tta batch`` (fields of ``AdaptConfig``).
 _ADAPTATION_OPTIONS = (
@@ -110,12 +118,28 @@ _ADAPTATION_OPTIONS = (
 )
 
 
+def _add(command, options):
+    """Add ``options`` to ``command`` in their order of ``--help``."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def adaptation_options(command):
     """Add ``--adapter --sampler --fraction --steps --lr --patch --seed --config
     --interface`` to a command, in that order of ``--help``."""
-    for option in reversed(_ADAPTATION_OPTIONS):
-        command = option(command)
-    return command
+    return _add(command, _ADAPTATION_OPTIONS)
+
+
+def scene_options(command):
+    """Add ``--sensor --bands --max-value`` (what overrides a scene file's description)."""
+    return _add(command, (sensor_option, bands_option, max_value_option))
+
+
+def run_options(command):
+    """Add :func:`scene_options`, ``--device`` and ``--overwrite``: the closing options of the
+    commands that run a network and write an output (adapt, batch, fuse, eval)."""
+    return _add(command, (scene_options, device_option, overwrite_option))
 
 
 def progress(ctx: click.Context, **kwargs):
@@ -125,13 +149,6 @@ def progress(ctx: click.Context, **kwargs):
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     return tqdm(disable=True if quiet else None, **kwargs)
 
-device_option = click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    metavar="auto|cpu|cuda[:N]",
-    help="Torch device; auto uses CUDA when present.",
-)
 
 
 def check_outputs(

@@ -28,7 +28,7 @@ import copy
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -312,22 +312,98 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     ``result.adapter`` can be saved with :func:`adapters.save_adapter` or merged into a plain
     network with ``result.adapter.merge()``.
     """
-    from adapters import create_adapter
-    from tta.device import resolve_device
-    from tta.engine.radiometry import level_gain
-    from tta.losses import PhysicsLoss
+    from tta.engine.bands import plan_bands
 
     cfg = (config or AdaptConfig()).replace(**overrides)
     check_adapt_scene(cfg, scene)
-    from tta.engine.bands import plan_bands
-
     plan = plan_bands(model, scene)
     if plan.split:
         return _adapt_split(model, scene, plan, cfg, device=device, interface=interface,
                             compare=compare, progress=progress, forward_fn=forward_fn)
+    run = _start(model, scene, cfg, device, forward_fn, progress)
+    with _seeded(cfg.seed):
+        _select(run, interface, compare)
+        _fit(run)
+    chosen = _choose(run)
+    _infer(run, chosen, fuse)
+    report = _report(run, plan)
+    if compare:
+        _evaluate(run, report)
+    return AdaptResult(fused=run.fused, report=report, adapter=run.adapter,
+                       decomposition=run.dec, direct=run.direct, extras=run.extras(chosen))
+
+
+@dataclass
+class _Run:
+    """One run of :func:`adapt_scene`, filled stage by stage: what the later stages and the
+    report read.
+
+    Attributes:
+        scene, cfg, rt, clock, progress: The run's scene, settings, runtime, stage timer and
+            progress-bar switch.
+        model: The working copy of the network (the adapter attaches to it).
+        digest: sha256 of the caller's model's tensors (:func:`tta.engine.reuse.state_digest`).
+        inputs: The *prepare* stage's result.
+        use_direct: Whether the *decide* stage chose the direct network.
+        split: Whether training ran on cached interface features (frozen extractor, additive
+            tail); the decision then scores both candidates from one extractor pass.
+        patches, dec, adapter, source: The later stages' results (``source`` is the direct
+            network: a copy of ``model`` taken before the adapter attaches, when deciding).
+        calibration, loss, decision, inference: What the report shows of them.
+        direct, fused: The direct-transfer fusion (when comparing) and the product, DN.
+    """
+
+    scene: SceneLike
+    cfg: AdaptConfig
+    rt: Runtime
+    clock: _Clock
+    model: nn.Module
+    digest: str
+    progress: bool
+    inputs: Inputs
+    use_direct: bool = False
+    split: bool = False
+    patches: Patches | None = None
+    dec: Decomposition | None = None
+    adapter: AdapterLike | None = None
+    source: nn.Module | None = None
+    calibration: dict[str, Any] | None = None
+    loss: LossReport = field(default_factory=LossReport)
+    decision: Decision | None = None
+    inference: InferenceInfo | None = None
+    direct: np.ndarray | None = None
+    fused: np.ndarray | None = None
+
+    @property
+    def ratio(self) -> int:
+        return int(self.scene.ratio)
+
+    @property
+    def n_bands(self) -> int:
+        return self.scene.n_bands
+
+    @property
+    def device(self) -> torch.device:
+        return self.rt.device
+
+    def extras(self, chosen: Any) -> dict[str, Any]:
+        """What fuses any window of the scene as the run did (see :func:`adapt_scene`)."""
+        return {"fuse_fn": chosen, "divisor": self.inputs.harmony.divisor,
+                "gain": self.inputs.harmony.gain, "scale": self.inputs.scale,
+                "overlap": self.inference.overlap, "margin": self.inference.margin}
+
+
+def _start(model: nn.Module, scene: SceneLike, cfg: AdaptConfig, device: str | torch.device,
+           forward_fn: ForwardFn, progress: bool) -> _Run:
+    """Device, band check, runtime, the radiometric level, the model's digest, its working
+    copy (the caller's model is never modified) and the *prepare* stage."""
+    from tta.device import resolve_device
+    from tta.engine.radiometry import level_gain
+    from tta.engine.reuse import state_digest
+
     dev = resolve_device(device)
     clock = _Clock(dev)
-    ratio, n_bands = int(scene.ratio), scene.n_bands
+    n_bands = scene.n_bands
     model_bands = getattr(model, "n_bands", n_bands)
     if model_bands != n_bands:
         raise InputError(f"model has {model_bands} bands but {scene.source} has {n_bands}; "
@@ -339,97 +415,120 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     harmony = level_gain(scene.pan, model_max_value(model, scene.max_value),
                          source_level=getattr(getattr(model, "weights_record", None),
                                               "pan_level", None), nodata=scene.nodata)
-    from tta.engine.reuse import state_digest
-
     digest = state_digest(model)
     # Work on a copy: the caller's model is never modified (the adapter attaches to the copy,
     # reachable as result.adapter.decomposition.model).
-    model = copy.deepcopy(model).to(dev).eval()
-
+    work = copy.deepcopy(model).to(dev).eval()
     with clock.stage("prepare"):
-        inputs = _prepare(scene, model, cfg, harmony, rt)
+        inputs = _prepare(scene, work, cfg, harmony, rt)
+    return _Run(scene, cfg, rt, clock, work, digest, progress, inputs)
 
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(cfg.seed)
+
+@contextmanager
+def _seeded(seed: int):
+    """Torch's global generator seeded with ``seed`` inside, restored after."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
     try:
-        with clock.stage("sample"):
-            patches = _sample(scene, inputs, cfg, dev)
-        with clock.stage("decompose"):
-            dec = decompose(model, n_bands=n_bands, ratio=ratio, interface=interface,
-                            forward_fn=forward_fn,
-                            probe=tuple(t[:1] for t in patches.triple))
-        direct = None
-        if compare:
-            with clock.stage("direct_infer"):
-                direct = _fuse(partial(rt.run, model), inputs, cfg, n_bands, ratio, dev,
-                               progress)[0]
-
-        adapter = create_adapter(cfg.adapter, **cfg.adapter_options)
-        source = copy.deepcopy(model) if cfg.decide else model  # the direct network
-        split = not adapter.trains_extractor and dec.additive
-        loss_fn = PhysicsLoss.from_sensor(scene.sensor, weights=cfg.loss_weights,
-                                          spatial_kind=cfg.spatial_loss).to(dev)
-        with clock.stage("cache"):
-            data = _cache(dec, patches, inputs, loss_fn, cfg, ratio, split)
-        adapter.attach(dec)
-
-        calibration = None
-        if adapter.calibrates:
-            with clock.stage("calibrate"):
-                calibration = adapter.calibrate(
-                    partial(_probe_loss, dec, loss_fn, data, inputs.phase),
-                    cfg.calibration_batches)
-
-        loss = LossReport()
-        params = adapter.trainable_parameters()
-        if params and cfg.steps > 0:
-            with clock.stage("train"):
-                loss = _train(dec, adapter, params, loss_fn, cfg, data, inputs.phase, rt,
-                              progress)
+        yield
     finally:
-        torch.random.set_rng_state(gen_state)
+        torch.random.set_rng_state(state)
 
-    run_adapted = partial(run_adapted_fn, rt, adapter, model)
-    run_direct = partial(rt.run, source)
-    model.eval()
-    decision = None
-    if cfg.decide:
-        with clock.stage("decide"):
-            decision = _decide(run_direct, run_adapted, inputs, scene.sensor, ratio, cfg)
-    use_direct = decision is not None and decision.choice == "direct"
-    chosen = run_direct if use_direct else run_adapted
-    with clock.stage("infer"):
-        if not fuse:
-            fused, inference = None, _tiles(chosen, inputs, cfg, n_bands, ratio, dev)
-        elif use_direct and direct is not None:
-            fused = direct.copy()
-            inference = _tiles(run_direct, inputs, cfg, n_bands, ratio, dev)
-        else:
-            fused, inference = _fuse(run_direct if use_direct else run_adapted, inputs, cfg,
-                                     n_bands, ratio, dev, progress)
-    fused = None if fused is None else _to_dn(fused, inputs.scale, scene.nodata)
-    if direct is not None:
-        direct = _to_dn(direct, inputs.scale, scene.nodata)
 
-    report = _report(model, scene, cfg, dev, dec, adapter, calibration, patches, loss, inputs,
-                     inference, clock.timings(), decision)
-    report.bands = plan.to_dict(cfg.other_bands)
-    report.model.state_sha256 = digest
-    report.model.weights_sha256 = getattr(getattr(model, "weights_record", None), "sha256", None)
+def _select(run: _Run, interface: str | None, compare: bool) -> None:
+    """The *sample* and *decompose* stages, and the direct-transfer fusion when comparing."""
+    cfg, clock = run.cfg, run.clock
+    with clock.stage("sample"):
+        run.patches = _sample(run.scene, run.inputs, cfg, run.device)
+    with clock.stage("decompose"):
+        run.dec = decompose(run.model, n_bands=run.n_bands, ratio=run.ratio,
+                            interface=interface, forward_fn=run.rt.forward_fn,
+                            probe=tuple(t[:1] for t in run.patches.triple))
     if compare:
-        from tta.evaluation import evaluate
+        with clock.stage("direct_infer"):
+            run.direct = _fuse(partial(run.rt.run, run.model), run.inputs, cfg, run.n_bands,
+                               run.ratio, run.device, run.progress)[0]
 
-        with clock.stage("evaluate"):
-            report.metrics = {
-                "direct": evaluate(scene, direct, "both" if scene.is_reduced else "fr", dev),
-                "adapted": evaluate(scene, fused, "both" if scene.is_reduced else "fr", dev),
-            }
-        report.timings["evaluate"] = clock.times["evaluate"]
-    extras = {"fuse_fn": chosen, "divisor": inputs.harmony.divisor,
-              "gain": inputs.harmony.gain, "scale": inputs.scale,
-              "overlap": inference.overlap, "margin": inference.margin}
-    return AdaptResult(fused=fused, report=report, adapter=adapter, decomposition=dec,
-                       direct=direct, extras=extras)
+
+def _fit(run: _Run) -> None:
+    """The *cache*, *calibrate* and *train* stages: the adapter attached and trained."""
+    from adapters import create_adapter
+    from tta.losses import PhysicsLoss
+
+    cfg, clock, dec = run.cfg, run.clock, run.dec
+    adapter = create_adapter(cfg.adapter, **cfg.adapter_options)
+    run.source = copy.deepcopy(run.model) if cfg.decide else run.model  # the direct network
+    split = run.split = not adapter.trains_extractor and dec.additive
+    loss_fn = PhysicsLoss.from_sensor(run.scene.sensor, weights=cfg.loss_weights,
+                                      spatial_kind=cfg.spatial_loss).to(run.device)
+    with clock.stage("cache"):
+        data = _cache(dec, run.patches, run.inputs, loss_fn, cfg, run.ratio, split)
+    adapter.attach(dec)
+    run.adapter = adapter
+    if adapter.calibrates:
+        with clock.stage("calibrate"):
+            run.calibration = adapter.calibrate(
+                partial(_probe_loss, dec, loss_fn, data, run.inputs.phase),
+                cfg.calibration_batches)
+    params = adapter.trainable_parameters()
+    if params and cfg.steps > 0:
+        with clock.stage("train"):
+            run.loss = _train(dec, adapter, params, loss_fn, cfg, data, run.inputs.phase,
+                              run.rt, run.progress)
+
+
+def _choose(run: _Run) -> Any:
+    """The *decide* stage: the network that fuses (adapted, or direct when adapting would
+    harm; ``run.use_direct`` says which)."""
+    run_adapted = partial(run_adapted_fn, run.rt, run.adapter, run.model)
+    run_direct = partial(run.rt.run, run.source)
+    run.model.eval()
+    loss, cfg = run.loss, run.cfg
+    if cfg.decide and run.calibration is None and (not loss.curve or loss.diverged):
+        from tta.engine.decision import unchanged
+
+        run.decision = unchanged(loss.diverged_at_step, cfg.decision_tolerance)
+    elif cfg.decide:
+        with run.clock.stage("decide"):
+            pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
+            run.decision = _decide(run_direct, run_adapted, run.inputs, run.scene.sensor,
+                                   run.ratio, cfg, pair)
+    run.use_direct = run.decision is not None and run.decision.choice == "direct"
+    return run_direct if run.use_direct else run_adapted
+
+
+def _infer(run: _Run, chosen: Any, fuse: bool) -> None:
+    """The *infer* stage: the chosen network's tiling and (``fuse``) whole-scene fusion, in
+    DN (the direct fusion of a comparison is reused when the direct network was chosen)."""
+    cfg, inputs, dev = run.cfg, run.inputs, run.device
+    with run.clock.stage("infer"):
+        if not fuse:
+            fused, run.inference = None, _tiles(chosen, inputs, cfg, run.n_bands, run.ratio,
+                                                dev)
+        elif run.use_direct and run.direct is not None:
+            fused = run.direct.copy()
+            run.inference = _tiles(chosen, inputs, cfg, run.n_bands, run.ratio, dev)
+        else:
+            fused, run.inference = _fuse(chosen, inputs, cfg, run.n_bands, run.ratio, dev,
+                                         run.progress)
+    run.fused = None if fused is None else _to_dn(fused, inputs.scale, run.scene.nodata)
+    if run.direct is not None:
+        run.direct = _to_dn(run.direct, inputs.scale, run.scene.nodata)
+
+
+def _evaluate(run: _Run, report: AdaptReport) -> None:
+    """The comparison: FR (and RR with ``gt``) indexes of the direct and adapted products."""
+    from tta.evaluation import evaluate
+
+    scene = run.scene
+    with run.clock.stage("evaluate"):
+        report.metrics = {
+            "direct": evaluate(scene, run.direct, "both" if scene.is_reduced else "fr",
+                               run.device),
+            "adapted": evaluate(scene, run.fused, "both" if scene.is_reduced else "fr",
+                                run.device),
+        }
+    report.timings["evaluate"] = run.clock.times["evaluate"]
 
 
 def _adapt_split(model: nn.Module, scene: SceneLike, plan: BandPlan, cfg: AdaptConfig, *,
@@ -530,9 +629,14 @@ def _harmonise(h: Harmonisation, model: nn.Module, forward_fn: ForwardFn,
 
 
 def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, ratio: int,
-            cfg: AdaptConfig) -> Decision:
-    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy."""
-    from tta.engine.decision import check_windows, decide, score_candidate
+            cfg: AdaptConfig, pair: Any = None) -> Decision:
+    """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy.
+
+    ``pair(ms, pan, lms) -> (direct, adapted)``, when given, fuses a batch with both candidates
+    at once (one feature-extractor pass, :func:`_paired_fn`); else each candidate runs alone.
+    """
+    from tta.engine.decision import (check_windows, decide, fuse_pair_batched, score_candidate,
+                                     score_outputs)
     from tta.engine.reduced import reduced_pairs
 
     reduced = inputs.reduced
@@ -542,9 +646,28 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
     windows = {"fr": int(fr[0].shape[0]), "fr_side": int(fr[1].shape[-1]),
                "rr": len(rr) if rr is not None else 0,
                "rr_side": rr.patch if rr is not None else None}
-    return decide(score_candidate(run_direct, fr, rr, **kw),
-                  score_candidate(run_adapted, fr, rr, **kw),
-                  tolerance=cfg.decision_tolerance, windows=windows)
+    if pair is None:
+        scores = [score_candidate(run, fr, rr, **kw) for run in (run_direct, run_adapted)]
+    else:
+        out_fr = fuse_pair_batched(pair, *fr)
+        out_rr = (None, None) if rr is None else fuse_pair_batched(pair, rr.ms, rr.pan, rr.lms)
+        scores = [score_outputs(out_fr[i], out_rr[i], fr, rr, **kw) for i in (0, 1)]
+    return decide(*scores, tolerance=cfg.decision_tolerance, windows=windows)
+
+
+def _paired_fn(dec: Decomposition, source: nn.Module, adapter: AdapterLike, rt: Runtime) -> Any:
+    """Both candidates of an additive decomposition whose extractor was not trained, from one
+    run of ``source``: direct = its output, adapted = the tailored mapper on the same
+    interface features plus the same rest (the ``split`` training form)."""
+    frozen = replace(dec, model=source)
+
+    def both(ms: Tensor, pan: Tensor, lms: Tensor) -> tuple[Tensor, Tensor]:
+        with rt.autocast():
+            cache = frozen.cache(ms, pan, lms, split=True)
+            adapter.set_condition(ms, pan, lms)
+            return cache.reference.float(), cache.output(dec.mapper).float()
+
+    return both
 
 
 def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
@@ -632,37 +755,38 @@ def _device_name(dev: torch.device) -> str:
             else f"cpu ({torch.get_num_threads()} threads)")
 
 
-def _report(model: nn.Module, scene: SceneLike, cfg: AdaptConfig, dev: torch.device,
-            dec: Decomposition, adapter: AdapterLike, calibration: dict[str, Any] | None,
-            patches: Patches, loss: LossReport, inputs: Inputs, inference: InferenceInfo,
-            timings: dict[str, float], decision: Decision | None) -> AdaptReport:
+def _report(run: _Run, plan: BandPlan) -> AdaptReport:
     """The run's :class:`~tta.engine.report.AdaptReport` from its stages' results."""
     from tta import __version__
 
+    model, scene, inputs, adapter = run.model, run.scene, run.inputs, run.adapter
     record = getattr(model, "weights_record", None)
-    summary = dec.summary()
+    summary = run.dec.summary()
     summary.pop("candidates", None)
     phase = inputs.phase
     return AdaptReport(
         tta_version=__version__,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
-        device=_device_name(dev),
+        device=_device_name(run.device),
         model=ModelInfo(cls=type(model).__name__,
                         arch=getattr(model, "arch", None) or type(model).__name__,
                         weights=getattr(record, "file", None),
                         weights_sensor=getattr(record, "sensor", None),
-                        parameters=sum(q.numel() for q in model.parameters())),
+                        parameters=sum(q.numel() for q in model.parameters()),
+                        state_sha256=run.digest,
+                        weights_sha256=getattr(record, "sha256", None)),
         scene=SceneInfo(scene.source, scene.sensor.name, list(scene.shape), scene.ratio,
                         scene.max_value),
-        config=cfg.to_dict(),
+        config=run.cfg.to_dict(),
         decomposition=summary,
         adapter=AdapterInfo(adapter.kind, adapter.config(), adapter.num_trainable(),
-                            calibration),
-        sampling=patches.info,
+                            run.calibration),
+        sampling=run.patches.info,
         radiometry=inputs.harmony.to_dict(),
         coregistration_phase=phase.tolist() if phase is not None else None,
-        loss=loss,
-        inference=inference,
-        timings=timings,
-        decision=decision.to_dict() if decision is not None else None,
+        loss=run.loss,
+        inference=run.inference,
+        timings=run.clock.timings(),
+        decision=run.decision.to_dict() if run.decision is not None else None,
+        bands=plan.to_dict(run.cfg.other_bands),
     )

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Decision", "check_windows", "decide", "fuse_batched", "score_candidate"]
+__all__ = ["Decision", "check_windows", "decide", "fuse_batched", "fuse_pair_batched",
+           "score_candidate", "score_outputs", "unchanged"]
 
 Fuse = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -70,11 +71,29 @@ def check_windows(ms: Tensor, pan: Tensor, lms: Tensor, ratio: int, *, side: int
     return ms_c, pan_c, lms_c
 
 
+def _batches(ms: Tensor, pan: Tensor, lms: Tensor, batch: int
+             ) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Window batches in the channels-last layout the tiled inference feeds (the zoo's
+    convolutions run about twice as fast on a CPU that way)."""
+    cl = torch.channels_last
+    return [tuple(t[i:i + batch].contiguous(memory_format=cl) for t in (ms, pan, lms))
+            for i in range(0, ms.shape[0], batch)]
+
+
 def fuse_batched(fn: Fuse, ms: Tensor, pan: Tensor, lms: Tensor, batch: int = 8) -> Tensor:
     """``fn`` on windows ``batch`` at a time, without autograd, concatenated (float32)."""
     with torch.inference_mode():
-        return torch.cat([fn(ms[i:i + batch], pan[i:i + batch], lms[i:i + batch]).float()
-                          for i in range(0, ms.shape[0], batch)])
+        return torch.cat([fn(*b).float().contiguous() for b in _batches(ms, pan, lms, batch)])
+
+
+def fuse_pair_batched(fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
+                      ms: Tensor, pan: Tensor, lms: Tensor, batch: int = 8
+                      ) -> tuple[Tensor, Tensor]:
+    """:func:`fuse_batched` for a function giving both candidates' outputs at once."""
+    with torch.inference_mode():
+        pairs = [fn(*b) for b in _batches(ms, pan, lms, batch)]
+    return (torch.cat([a.float().contiguous() for a, _ in pairs]),
+            torch.cat([b.float().contiguous() for _, b in pairs]))
 
 
 def score_candidate(fn: Fuse, fr: tuple[Tensor, Tensor, Tensor], rr: Any, *,
@@ -89,14 +108,22 @@ def score_candidate(fn: Fuse, fr: tuple[Tensor, Tensor, Tensor], rr: Any, *,
         ratio: PAN/MS ratio.
         dn: DN per normalised unit (the toolbox indexes cast to DN).
     """
+    fused_rr = None if rr is None else fuse_batched(fn, rr.ms, rr.pan, rr.lms)
+    return score_outputs(fuse_batched(fn, *fr), fused_rr, fr, rr, gains=gains, ratio=ratio,
+                         dn=dn)
+
+
+def score_outputs(fused_fr: Tensor, fused_rr: Tensor | None, fr: tuple[Tensor, Tensor, Tensor],
+                  rr: Any, *, gains: tuple[float, ...], ratio: int, dn: float
+                  ) -> dict[str, float]:
+    """The scores of :func:`score_candidate` from a candidate's outputs on the windows."""
     from tta.metrics import d_rho, hqnr, q2n
 
     out: dict[str, float] = {}
-    if rr is not None:
-        fused = fuse_batched(fn, rr.ms, rr.pan, rr.lms)
-        out["rr_Q2n"] = float(q2n(rr.ref.double() * dn, fused.double() * dn).mean())
+    if rr is not None and fused_rr is not None:
+        out["rr_Q2n"] = float(q2n(rr.ref.double() * dn, fused_rr.double() * dn).mean())
     ms_c, pan_c, lms_c = fr
-    fused = fuse_batched(fn, ms_c, pan_c, lms_c).double() * dn
+    fused = fused_fr.double() * dn
     h, _, _ = hqnr(lms_c.double() * dn, pan_c.double() * dn, fused, gains, ratio)
     out["fr_HQNR"] = float(h.mean())
     out["fr_D_rho"] = float(d_rho(pan_c.double() * dn, fused, ratio).mean())
@@ -119,3 +146,13 @@ def decide(direct: dict[str, float], adapted: dict[str, float], *, tolerance: fl
         reason = f"adaptation loses on no family ({shown})"
     return Decision(choice, reason, {"direct": direct, "adapted": adapted}, windows or {},
                     tolerance)
+
+
+def unchanged(diverged_at_step: int | None, tolerance: float) -> Decision:
+    """The decision when the adapted network *is* the direct one (no step was taken, or the
+    loss diverged and the parameters were reset to their start): there is nothing to
+    compare, so no check window is fused and the direct network fuses the scene."""
+    why = ("no adaptation step was taken" if diverged_at_step is None else
+           f"the loss diverged at step {diverged_at_step} and the parameters were reset")
+    return Decision("direct", f"{why}: the adapted network equals the source network, "
+                    "which fuses the scene (nothing scored)", {}, {}, tolerance)

@@ -182,20 +182,22 @@ PROBE_SIZE = 128
 def receptive_radius(fn: FuseFn, n_bands: int, ratio: int, *, device: torch.device,
                      dtype: torch.dtype = torch.float32, size: int = 128) -> int:
     """Measured receptive radius (PAN pixels) of ``fn``: how far an impulse in the inputs moves
-    the output. Probes a ``size`` square with a bump at the centre of PAN, MS and LMS."""
+    the output. Probes a ``size`` square with a bump at the centre of PAN, MS and LMS (a
+    batch of two: the base and the bumped inputs; ``fn`` must treat samples independently,
+    as every network the engine tiles does)."""
     from tta.decomposition import probe_inputs
 
-    ms, pan, lms = probe_inputs(n_bands, ratio, size, device=device, dtype=dtype)
+    ms, pan, lms = (t.repeat(2, 1, 1, 1) for t in
+                    probe_inputs(n_bands, ratio, size, device=device, dtype=dtype))
     c = size // 2
-    with torch.inference_mode():
-        base = fn(ms, pan, lms)
-        ms2, pan2, lms2 = ms.clone(), pan.clone(), lms.clone()
-        pan2[..., c, c] += 0.5
-        lms2[..., c, c] += 0.5
-        ms2[..., c // ratio, c // ratio] += 0.5
-        lms2[..., (c // ratio) * ratio:(c // ratio + 1) * ratio,
-             (c // ratio) * ratio:(c // ratio + 1) * ratio] += 0.25
-        moved = (fn(ms2, pan2, lms2) - base).abs().amax(dim=(0, 1)) > 1e-6
+    pan[1, :, c, c] += 0.5  # sample 1 carries the bumps, sample 0 is the base
+    lms[1, :, c, c] += 0.5
+    ms[1, :, c // ratio, c // ratio] += 0.5
+    lms[1, :, (c // ratio) * ratio:(c // ratio + 1) * ratio,
+        (c // ratio) * ratio:(c // ratio + 1) * ratio] += 0.25
+    with torch.inference_mode():  # one call, in the layout the tiled inference feeds
+        out = fn(*(t.contiguous(memory_format=torch.channels_last) for t in (ms, pan, lms)))
+        moved = (out[1] - out[0]).abs().amax(dim=0) > 1e-6
     ys, xs = torch.nonzero(moved, as_tuple=True)
     if ys.numel() == 0:
         return 0

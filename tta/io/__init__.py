@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from tta.errors import InputError
 from tta.io.atomic import atomic_output, check_output_path
@@ -35,6 +34,7 @@ from tta.io.h5 import count_h5, iter_h5, read_h5, write_h5
 from tta.io.mat import read_mat
 from tta.io.safety import check_local_path
 from tta.io.scene import Scene
+from tta.io.yaml_file import read_yaml
 from tta.registry import Registry
 from tta.sensors import Sensor
 
@@ -141,12 +141,7 @@ def parse_bands(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def _manifest(path: Path) -> SceneSpec:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise InputError(f"{path}: not valid YAML") from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or "pan" not in data or "ms" not in data:
         raise InputError(f"{path}: a scene manifest needs keys 'ms' and 'pan'")
     ms = data["ms"] if isinstance(data["ms"], list) else [data["ms"]]

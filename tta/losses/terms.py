@@ -92,10 +92,7 @@ def _correlation(x: Tensor, y: Tensor, window: int) -> Tensor:
     window = check_int(window, "window", 1)
     if x.dtype == torch.float64:
         return local_cross_correlation(x, y, window / 2.0)
-    y = y.to(x.dtype)
-    if y.shape[1] != x.shape[1]:
-        y = y.expand_as(x)
-    return xcorr_field(x, y, window / 2.0)
+    return xcorr_field(x, y.to(x.dtype), window / 2.0)
 
 
 # ----------------------------------------------------------------------------- spectral

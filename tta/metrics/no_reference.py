@@ -238,12 +238,16 @@ def hqnr(ms_up: Any, pan: Any, fused: Any, gnyq: Gains, ratio: int, block_size: 
 def xcorr_field(x: Tensor, y: Tensor, half_width: float) -> Tensor:
     """The field of :func:`local_cross_correlation` in the inputs' own dtype (no float64
     conversion, no checks): for losses, where float32 speed matters more than the last
-    digits. ``x``, ``y`` are ``(B, C, H, W)`` of the same shape."""
+    digits. ``x`` is ``(B, C, H, W)``, ``y`` the same or ``(B, 1, H, W)`` (broadcast)."""
     return _xcorr(x, y, half_width)
 
 
 def _xcorr(x: Tensor, y: Tensor, half_width: float) -> Tensor:
-    """Cross-correlation field of ``local_cross_correlation.m`` on float64 tensors."""
+    """Cross-correlation field of ``local_cross_correlation.m`` on float64 tensors.
+
+    ``y`` may have one channel where ``x`` has ``C``: its window statistics are then computed
+    once and broadcast (the same numbers as on ``y`` repeated ``C`` times, ``C`` times less
+    work)."""
     w = math.ceil(half_width)
     if w < 1:
         raise ValueError(f"half_width must be > 0, got {half_width}")
@@ -290,7 +294,7 @@ def local_cross_correlation(x: Any, y: Any, half_width: float) -> Tensor:
     if b.shape[0] != a.shape[0] or b.shape[1] not in (1, a.shape[1]) or (
             b.shape[-2:] != a.shape[-2:]):
         raise ValueError(f"y {tuple(b.shape)} does not match x {tuple(a.shape)}")
-    return finish(_xcorr(a, b.expand_as(a), half_width), batched)
+    return finish(_xcorr(a, b, half_width), batched)
 
 
 def d_rho(pan: Any, fused: Any, ratio: int) -> Tensor:
@@ -307,7 +311,7 @@ def d_rho(pan: Any, fused: Any, ratio: int) -> Tensor:
         symmetric). Difference: float64 instead of single.
     """
     f, p, batched = _image_and_pan(fused, pan)
-    rho = _xcorr(f, p.expand_as(f), ratio / 2.0).clamp(-1.0, 1.0)
+    rho = _xcorr(f, p, ratio / 2.0).clamp(-1.0, 1.0)
     return finish((1.0 - rho).mean(dim=(1, 2, 3)), batched)
 
 
@@ -355,7 +359,7 @@ def reprojection_phases(ms: Any, pan: Any, gnyq: Gains, ratio: int, *,
     cand = cand.reshape(b * ratio * ratio, 1, h, w)
     target = m[:, None, None].expand(b, ratio, ratio, c, h, w).reshape(b * ratio * ratio, c,
                                                                        h, w)
-    scores = _xcorr(target, cand.expand_as(target), 2).mean(dim=(-2, -1))
+    scores = _xcorr(target, cand, 2).mean(dim=(-2, -1))
     scores = scores.reshape(b, ratio, ratio, c).permute(0, 3, 1, 2)  # (B, C, dy, dx)
     flat = scores.transpose(-1, -2).reshape(b, c, ratio * ratio)  # column-major like x(:)
     best = flat.argmax(dim=-1)

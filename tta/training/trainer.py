@@ -7,7 +7,8 @@ are refused unless ``overwrite``):
   rebuilds the model);
 * ``CARDS/<name>.yaml`` - the model card: architecture and options, parameter counts, training
   data files (sha256, licence, how they were used), validation split, recipe, epochs, seed,
-  device, date, duration, held-out scores;
+  device, date, duration, held-out scores (:meth:`pretrained.card.ModelCard.build` and
+  :meth:`~pretrained.card.ModelCard.write`, the one card writer);
 * ``CARDS/<name>.log.json`` - the per-epoch log: train loss, held-out L1 and Q2n/Q/SAM/ERGAS/
   SCC/PSNR (:func:`tta.metrics.rr_metrics`), learning rate, seconds.
 
@@ -43,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from tta.errors import InputError
@@ -525,6 +525,7 @@ def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData
             device: torch.device, name: str, paths: dict[str, Path], inits: dict[str, Any],
             n_train: int, history: list[dict[str, Any]], duration: float) -> TrainResult:
     """Final held-out scores; write the weights, card and log (all three or none)."""
+    from pretrained.card import ModelCard
     from pretrained.zoo import save_weights
     from tta import __version__
 
@@ -548,21 +549,13 @@ def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData
         digests = file_digests(resolve_spec(rec["file"], cfg.data_root))
         rec["sha256"] = next(iter(digests.values())) if len(digests) == 1 else digests
         data_records.append(rec)
-    card = {
-        "name": name,
-        "arch": cfg.arch,
-        "arch_kwargs": kwargs,
-        "stage": stage.name,
-        "n_bands": n_bands,
-        "sensor": sensor.name,
-        "bands": list(sensor.bands),
-        "ratio": loaded.train[0].ratio,
-        "max_value": loaded.train[0].max_value,
-        "parameters": n_params,
-        "trainable_parameters": n_train,
-        "channel_mapper": (model.channel_mappers or [None])[0],
-        "weights": {"file": paths["weights"].name, "sha256": sha},
-        "training": {
+    card = ModelCard.build(
+        name=name, arch=cfg.arch, arch_kwargs=kwargs, stage=stage.name, n_bands=n_bands,
+        sensor=sensor.name, bands=list(sensor.bands), ratio=loaded.train[0].ratio,
+        max_value=loaded.train[0].max_value, parameters=n_params,
+        trainable_parameters=n_train, channel_mapper=(model.channel_mappers or [None])[0],
+        weights_file=paths["weights"].name, weights_sha256=sha,
+        training={
             "data_root": cfg.data_root,
             "data": data_records,
             "validation": loaded.split,
@@ -585,18 +578,15 @@ def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData
             "duration_s": round(duration, 1),
             "software": {"tta": str(__version__), "torch": str(torch.__version__)},
         },
-        "held_out": _round(final) if final is not None else None,
-        "notes": cfg.note,
-        "log": paths["log"].name,
-    }
+        held_out=_round(final) if final is not None else None,
+        notes=cfg.note, log=paths["log"].name)
     log = {"name": name, "config": _config_dict(cfg), "split": loaded.split,
            "data": data_records, "history": history,
            "held_out": card["held_out"]}
     written = [paths["weights"]]
     try:  # all three files or none
-        card_text = yaml.safe_dump(card, sort_keys=False, allow_unicode=True)
         log_text = json.dumps(log, indent=2) + "\n"
-        _write_text(paths["card"], card_text, cfg.overwrite)
+        card.write(paths["card"], overwrite=cfg.overwrite)
         written.append(paths["card"])
         _write_text(paths["log"], log_text, cfg.overwrite)
     except BaseException:
@@ -604,7 +594,7 @@ def _finish(cfg: TrainConfig, stage: Stage, model: nn.Module, loaded: LoadedData
             p.unlink(missing_ok=True)
         raise
     return TrainResult(model=model, weights=paths["weights"], card=paths["card"],
-                       log=paths["log"], card_data=card, history=history)
+                       log=paths["log"], card_data=card.to_dict(), history=history)
 
 
 def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
