@@ -329,3 +329,21 @@ def test_quick_matrix_on_real_data(data_dir, tmp_path):
     assert float(next(csv.DictReader(open(out / "speed.csv")))["wall_s"]) > 0
     for png in ("quicklook_wv2_rr.png", "tradeoff_fr.png"):
         assert (out / png).stat().st_size > 10_000
+
+
+def test_ksdiff_matrix_pairs_each_ksdiff_with_its_shipped_backbone():
+    """The KSDiff report's sources load: KSDiff by name, its backbones from the shipped files
+    (paths relative to the repository root), each with the band count of its targets."""
+    from pretrained.loader import load_model
+
+    matrix = builtin_matrix("ksdiff")
+    assert [m.name for m in matrix.methods] == ["none", "ft", "cat", "swift"]
+    root = Path(__file__).resolve().parents[1]
+    bands = {}
+    for source in matrix.sources:
+        spec = source.model
+        if spec.endswith(".safetensors"):
+            assert (root / spec).is_file(), spec
+            spec = str(root / spec)
+        bands[source.name] = load_model(spec).n_bands
+    assert bands == {"ksdiff-wv3": 8, "backbone-wv3": 8, "ksdiff-qb": 4, "backbone-qb": 4}

@@ -184,6 +184,33 @@ def test_one_step_of_each_training_stage(tmp_path, rr_file):
         train("ksdiff", [rr_file], stage="e2e", name="x", **run)
 
 
+def test_pretrain_can_start_from_a_trained_backbone(tmp_path, rr_file):
+    """``--e2e`` FusionNet: the KSDiff starts as that network (W = 1), records the file, and a
+    backbone of another shape or a non-FusionNet file is refused in one line."""
+    from tta.training import train
+    from tta.training.stages import KSDiffPretrainStage
+    from tta.training.trainer import TrainConfig
+
+    run = {"epochs": 1, "steps_per_epoch": 2, "patch": 16, "batch": 2, "device": "cpu",
+           "sensor": "QB", "val_fraction": 0.0, "out": tmp_path}
+    base = train("fusionnet", [rr_file], name="base", **run)
+    cfg = TrainConfig(arch="ksdiff", data=(rr_file,), e2e=str(base.weights))
+    built = KSDiffPretrainStage().build(cfg, 4, None, torch.device("cpu"))
+    ms, pan, lms = random_inputs(4, h=8)
+    with torch.no_grad():
+        assert torch.allclose(built.model.eval()(ms, pan, lms), base.model(ms, pan, lms),
+                              atol=1e-6)
+    assert built.inits["e2e"]["sha256"] == base.card_data["weights"]["sha256"]
+    pre = train("ksdiff", [rr_file], e2e=str(base.weights), name="pre", **run)
+    assert pre.card_data["training"]["init"]["e2e"]["arch"] == "fusionnet"
+    wide = train("fusionnet", [rr_file], name="wide", arch_kwargs={"channels": 16}, **run)
+    with pytest.raises(InputError, match="does not fit this KSDiff"):
+        train("ksdiff", [rr_file], e2e=str(wide.weights), arch_kwargs={"channels": 32},
+              name="x", **run)
+    with pytest.raises(InputError):
+        train("ksdiff", [rr_file], e2e=str(pre.weights), name="y", **run)
+
+
 @pytest.mark.parametrize(("name", "bands", "sensor"), [("ksdiff", 8, "WV3"),
                                                        ("ksdiff:qb", 4, "QB")])
 def test_shipped_weights_load_by_name(name, bands, sensor):

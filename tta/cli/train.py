@@ -77,7 +77,8 @@ def _fmt(row: dict[str, Any]) -> str:
 @click.option("--student", default=None, metavar="FILE",
               help="Distilled student weights (stage fuse).")
 @click.option("--e2e", default=None, metavar="FILE",
-              help="End-to-end branch weights (stage fuse).")
+              help="End-to-end branch weights (stage fuse); ksdiff stage pretrain: a trained "
+                   "FusionNet its backbone starts from.")
 @click.option("--init", default=None, metavar="FILE",
               help="Start from these weights of --arch (resume; stage joint: the fuse result).")
 @click.option("--teacher-steps", type=click.IntRange(min=1), default=50, show_default=True,

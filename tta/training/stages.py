@@ -319,6 +319,30 @@ class KSDiffPretrainStage(Stage):
 
     name, arch, lr = "pretrain", "ksdiff", 5e-4
 
+    def build(self, cfg, n_bands, loaded, device):
+        """A fresh KSDiff, or with ``e2e`` one whose backbone starts from a trained FusionNet
+        (its kernels are ``W0``; the zero-initialised core makes ``W = 1``, so training starts
+        from the backbone's output exactly)."""
+        if cfg.e2e is None:
+            return super().build(cfg, n_bands, loaded, device)
+        import pretrained
+
+        if cfg.init is not None:
+            raise InputError("--e2e (a backbone to start from) and --init exclude each other")
+        backbone = _load(cfg.e2e, "fusionnet", n_bands)
+        hp = backbone.hparams() if callable(getattr(backbone, "hparams", None)) else {}
+        kwargs = {**{k: hp[k] for k in ("channels", "n_blocks") if k in hp},
+                  **dict(cfg.arch_kwargs)}
+        model = pretrained.create_model("ksdiff", n_bands=n_bands, **kwargs)
+        try:
+            model.net.load_state_dict(backbone.state_dict())
+        except RuntimeError as err:
+            raise InputError(f"--e2e {cfg.e2e}: its FusionNet does not fit this KSDiff's "
+                             f"backbone ({str(err).splitlines()[0]})") from None
+        built = Built(model)
+        _note(built.inits, "e2e", cfg.e2e, backbone)
+        return built
+
     def loss(self, cfg, model, b, gen, state):
         return model.pretrain_loss(b["pan"], b["lms"], b["gt"])
 

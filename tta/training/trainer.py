@@ -82,7 +82,8 @@ class TrainConfig:
         augment: Random rot90/flip.
         loss: ``l1`` or ``mse`` (e2e, fuse, joint).
         teacher, student, e2e, init: Weights files (distill needs ``teacher``; fuse needs
-            ``student`` and ``e2e`` unless ``init``; joint needs ``init``).
+            ``student`` and ``e2e`` unless ``init``; joint needs ``init``; ksdiff's
+            pretrain may start its backbone from a FusionNet ``e2e``).
         teacher_steps: DDIM steps of the distillation targets.
         val_steps: DDIM steps of the teacher's validation (default its own, 50).
         distill_gt_weight: Weight of the ground-truth L1 term when distilling.
