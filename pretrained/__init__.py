@@ -4,8 +4,8 @@ Every model is a :class:`PansharpeningNet` with ``forward(ms, pan, lms) -> hrms`
 divided by the sensor's max value (see :mod:`pretrained._base`). Architectures (one file each,
 following the DLPan-Toolbox definitions): ``fusionnet``, ``pannet``, ``pnn``, ``dicnn``,
 ``msdcnn``; and the architectures we train ourselves (``tta train``): ``lagconv``,
-``diffusion_teacher``, ``diffusion_student``, ``fose`` and ``ksdiff``. :func:`load` reads a checkpoint from a
-path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
+``diffusion_teacher``, ``diffusion_student``, ``fose`` and ``ksdiff``. :func:`load` reads a
+checkpoint from a path; :func:`load_zoo` loads our trained weights from ``pretrained/weights`` (see
 :mod:`pretrained.zoo`); :func:`list_weights` is the one set of known weights
 (DLPan-Toolbox checkpoints and the shipped zoo); :func:`load_model` takes any ``--model`` form
 (:mod:`pretrained.spec`, the one grammar; :mod:`pretrained.checkpoint`, the one reader)::

@@ -635,8 +635,13 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
     ``pair(ms, pan, lms) -> (direct, adapted)``, when given, fuses a batch with both candidates
     at once (one feature-extractor pass, :func:`_paired_fn`); else each candidate runs alone.
     """
-    from tta.engine.decision import (check_windows, decide, fuse_pair_batched, score_candidate,
-                                     score_outputs)
+    from tta.engine.decision import (
+        check_windows,
+        decide,
+        fuse_pair_batched,
+        score_candidate,
+        score_outputs,
+    )
     from tta.engine.reduced import reduced_pairs
 
     reduced = inputs.reduced

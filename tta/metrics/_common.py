@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
@@ -69,9 +68,13 @@ def box_sum(x: Tensor, k: int | tuple[int, int]) -> Tensor:
         # float32 (the losses), eager: a depthwise convolution with a ones kernel, 1.3x faster
         # than shifted adds forward and 2x with its backward (no slice-backward zero fills);
         # compiled, the shifted adds fuse (and inductor 2.13 trips on this conv's backward)
+        # (TF32 off on CUDA, as for the MTF filters: the sums stay float32-exact)
+        from tta.physics.mtf import _full_fp32
+
         lead, (h, w) = x.shape[:-2], x.shape[-2:]
         g = math.prod(lead)
-        out = F.conv2d(x.reshape(1, g, h, w), x.new_ones(g, 1, kh, kw), groups=g)
+        with _full_fp32(x.device):
+            out = F.conv2d(x.reshape(1, g, h, w), x.new_ones(g, 1, kh, kw), groups=g)
         return out.reshape(*lead, h - kh + 1, w - kw + 1)
     if max(kh, kw) <= 8:  # a few shifted adds beat avg_pool2d on CPU for small boxes
         h, w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
