@@ -101,6 +101,13 @@ def test_cached_features_reproduce_the_model():
     assert not dec.mapper._forward_hooks and not dec.mapper._forward_pre_hooks
     whole = dec.cache(ms, pan, lms, split=False)
     assert whole.features is None and torch.equal(whole.reference, ref)
+    # the training layout: channels-last features, same values; nothing to convert unsplit
+    cl = cache.channels_last()
+    assert cl.features.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cl.features, feats) and cl.rest is rest and cl.reference is ref
+    assert whole.channels_last() is whole
+    with torch.no_grad():
+        torch.testing.assert_close(dec.mapper(cl.features) + cl.rest, ref)
 
 
 def test_training_lowers_the_loss():

@@ -197,4 +197,61 @@ def test_paired_decision_scores_equal_separate_runs(adapter, monkeypatch):
         for key, value in a["scores"][who].items():
             assert value == pytest.approx(b["scores"][who][key], abs=1e-5)
     assert a["scores"]["adapted"] != a["scores"]["direct"]  # the adapter did change the output
-    np.testing.assert_array_equal(paired.fused, alone.fused)
+    # the paired run's product comes from its whole-scene fusion by both candidates:
+    # features + (tailored mapper - mapper) instead of the adapted network, float32 rounding
+    np.testing.assert_allclose(paired.fused, alone.fused, rtol=0, atol=1e-3)
+
+
+def test_windows_cut_from_the_scene_fusion():
+    """Scenes whose check windows are the whole grid: the windows cut from a fused scene sit
+    where check_windows cuts the inputs; larger scenes use a seeded subset (not covered)."""
+    from tta.engine.decision import cut_windows, window_corners, windows_cover
+
+    ms = torch.rand(1, 4, 48, 80)
+    pan = torch.rand(1, 1, 192, 320)
+    lms = interp23tap(ms, 4)
+    _, _, up = check_windows(ms, pan, lms, 4)
+    assert torch.equal(cut_windows(lms, 4), up)
+    corners, side = window_corners(192, 320, 4)
+    assert side == 128 and corners.shape == (6, 2)
+    assert windows_cover(192, 320, 4) and windows_cover(512, 512, 4)
+    assert not windows_cover(640, 1280, 4) and not windows_cover(1024, 1024, 4)
+    big = torch.rand(1, 4, 1024, 1024)
+    assert cut_windows(big, 4, seed=3).shape == (16, 4, 128, 128)
+    c3, _ = window_corners(1024, 1024, 4, seed=3)
+    y, x = c3[5].tolist()
+    assert torch.equal(cut_windows(big, 4, seed=3)[5], big[0, :, y:y + 128, x:x + 128])
+
+
+@pytest.mark.parametrize("adapter", ["ft", "cat"])
+def test_scene_fused_once_by_both_candidates(adapter, monkeypatch):
+    """A scene the check windows cover is fused once by both candidates (one extractor pass):
+    the product equals the chosen network's own tiled fusion to float32 rounding, the
+    decision's windows are cut from those products, and the time goes to *infer*."""
+    import importlib
+
+    from tta.engine import decision as dec_mod
+    from tta.io import Scene
+
+    engine = importlib.import_module("tta.engine.adapt")
+    rng = np.random.default_rng(5)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, 48, 64)), pan=rng.uniform(100, 1500, (192, 256)),
+                  sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    model = pretrained.create_model("fusionnet", n_bands=4).eval()
+    calls = []
+    real = engine._fuse_both
+    monkeypatch.setattr(engine, "_fuse_both", lambda *a: calls.append(1) or real(*a))
+    once = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    assert calls == [1] and once.report["decision"]["windows"]["fr"] == 4
+    monkeypatch.setattr(dec_mod, "windows_cover", lambda *a, **k: False)
+    twice = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
+    assert calls == [1]
+    assert once.report["decision"]["choice"] == twice.report["decision"]["choice"] == "adapted"
+    np.testing.assert_allclose(once.fused, twice.fused, rtol=0, atol=1e-3)
+    # the windows: both products cut at the windows' corners (full context at their edges)
+    scores = once.report["decision"]["scores"]
+    assert scores["adapted"] != scores["direct"]
+    for who in ("direct", "adapted"):
+        assert scores[who]["fr_HQNR"] == pytest.approx(twice.report["decision"]["scores"][who]
+                                                       ["fr_HQNR"], abs=0.05)

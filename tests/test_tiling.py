@@ -243,6 +243,24 @@ def test_tiled_equals_untiled_conv_net(device, big_h, big_w, ratio, tile, overla
     np.testing.assert_allclose(fused, _untiled(net, ms, pan, lms, device), atol=TOL, rtol=0)
 
 
+def test_two_networks_side_by_side(device):
+    """``out_bands``: an ``fn`` giving two networks' outputs at once is tiled and blended like
+    each alone (both halves equal their own untiled fusion)."""
+    ms, pan, lms = _scene(4, 100, 76, 4, seed=7)
+    a, b = _net(4, device), _net(4, device, layers=2)
+
+    def both(m, p, u):
+        return torch.cat([a(m, p, u), b(m, p, u)], dim=1)
+
+    fused = tiled_fuse(both, ms, pan, lms, ratio=4, tile=32, overlap=12, margin=3, batch_size=3,
+                       device=device, out_bands=8)
+    assert fused.shape == (8, 100, 76)
+    np.testing.assert_allclose(fused[:4], _untiled(a, ms, pan, lms, device), atol=TOL, rtol=0)
+    np.testing.assert_allclose(fused[4:], _untiled(b, ms, pan, lms, device), atol=TOL, rtol=0)
+    with pytest.raises(ValueError, match=r"fn must return a \(B, C, tile, tile\)"):
+        tiled_fuse(both, ms, pan, lms, ratio=4, tile=32, overlap=12, margin=3, device=device)
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     ratio=st.sampled_from([2, 4]),

@@ -95,6 +95,14 @@ class FeatureCache:
         return FeatureCache(None if self.features is None else self.features[idx],
                             None if self.rest is None else self.rest[idx], self.reference[idx])
 
+    def channels_last(self) -> FeatureCache:
+        """The same cache with 4-D features in ``torch.channels_last`` (the layout oneDNN and
+        cuDNN convolve fastest; training steps then keep it)."""
+        if self.features is None or self.features.ndim != 4:
+            return self
+        return FeatureCache(self.features.contiguous(memory_format=torch.channels_last),
+                            self.rest, self.reference)
+
     def output(self, mapper: nn.Module) -> Tensor:
         """``mapper(features) + rest``: the output with a (tailored) mapper, from the cache."""
         return mapper(self.features) + self.rest

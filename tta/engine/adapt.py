@@ -282,7 +282,7 @@ def _cache(dec: Decomposition, patches: Patches, inputs: Inputs, loss_fn: Physic
     windows), and the Z-PNN threshold."""
     from tta.engine.reduced import reduced_pairs
 
-    data = TrainData(patches, dec.cache(*patches.triple, split=split))
+    data = TrainData(patches, dec.cache(*patches.triple, split=split).channels_last())
     if cfg.spatial_loss == "zpnn":
         from tta.losses import zpnn_rho_max
 
@@ -291,7 +291,8 @@ def _cache(dec: Decomposition, patches: Patches, inputs: Inputs, loss_fn: Physic
         data.rr = reduced_pairs(inputs.reduced, ratio, cfg.patch, max(len(patches), 1),
                                 seed=cfg.seed)
     if data.rr is not None and split:
-        data.rr_cache = dec.cache(data.rr.ms, data.rr.pan, data.rr.lms, split=split)
+        data.rr_cache = dec.cache(data.rr.ms, data.rr.pan, data.rr.lms,
+                                  split=split).channels_last()
     return data
 
 
@@ -324,7 +325,7 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
     with _seeded(cfg.seed):
         _select(run, interface, compare)
         _fit(run)
-    chosen = _choose(run)
+    chosen = _choose(run, fuse)
     _infer(run, chosen, fuse)
     report = _report(run, plan)
     if compare:
@@ -351,6 +352,8 @@ class _Run:
             network: a copy of ``model`` taken before the adapter attaches, when deciding).
         calibration, loss, decision, inference: What the report shows of them.
         direct, fused: The direct-transfer fusion (when comparing) and the product, DN.
+        both: Both candidates' whole-scene fusions ``(2C, H, W)`` (direct, adapted;
+            normalised), when the decision scored windows cut from them.
     """
 
     scene: SceneLike
@@ -373,6 +376,7 @@ class _Run:
     inference: InferenceInfo | None = None
     direct: np.ndarray | None = None
     fused: np.ndarray | None = None
+    both: np.ndarray | None = None
 
     @property
     def ratio(self) -> int:
@@ -477,9 +481,14 @@ def _fit(run: _Run) -> None:
                               run.rt, run.progress)
 
 
-def _choose(run: _Run) -> Any:
+def _choose(run: _Run, fuse: bool) -> Any:
     """The *decide* stage: the network that fuses (adapted, or direct when adapting would
-    harm; ``run.use_direct`` says which)."""
+    harm; ``run.use_direct`` says which).
+
+    When both candidates come from one extractor pass and the check windows are the whole
+    scene (:func:`tta.engine.decision.windows_cover`: scenes up to 16 windows of 128²), the
+    scene is fused once by both (the *infer* stage, :func:`_fuse_both`) and the full-resolution
+    windows are cut from those products instead of fused again on their own."""
     run_adapted = partial(run_adapted_fn, run.rt, run.adapter, run.model)
     run_direct = partial(run.rt.run, run.source)
     run.model.eval()
@@ -489,10 +498,15 @@ def _choose(run: _Run) -> Any:
 
         run.decision = unchanged(loss.diverged_at_step, cfg.decision_tolerance)
     elif cfg.decide:
+        from tta.engine.decision import windows_cover
+
+        pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
+        if pair is not None and fuse and windows_cover(*run.inputs.pan.shape[-2:], run.ratio):
+            with run.clock.stage("infer"):
+                run.both, run.inference = _fuse_both(pair, run)
         with run.clock.stage("decide"):
-            pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
             run.decision = _decide(run_direct, run_adapted, run.inputs, run.scene.sensor,
-                                   run.ratio, cfg, pair)
+                                   run.ratio, cfg, pair, run.both)
     run.use_direct = run.decision is not None and run.decision.choice == "direct"
     return run_direct if run.use_direct else run_adapted
 
@@ -508,9 +522,13 @@ def _infer(run: _Run, chosen: Any, fuse: bool) -> None:
         elif run.use_direct and run.direct is not None:
             fused = run.direct.copy()
             run.inference = _tiles(chosen, inputs, cfg, run.n_bands, run.ratio, dev)
+        elif run.both is not None:  # fused by both candidates already (see _choose)
+            fused = np.ascontiguousarray(run.both[:run.n_bands] if run.use_direct
+                                         else run.both[run.n_bands:])
         else:
             fused, run.inference = _fuse(chosen, inputs, cfg, run.n_bands, run.ratio, dev,
                                          run.progress)
+    run.both = None
     run.fused = None if fused is None else _to_dn(fused, inputs.scale, run.scene.nodata)
     if run.direct is not None:
         run.direct = _to_dn(run.direct, inputs.scale, run.scene.nodata)
@@ -588,6 +606,25 @@ def _fuse(fn: Any, inputs: Inputs, cfg: AdaptConfig, n_bands: int, ratio: int,
     return fused, t
 
 
+def _fuse_both(pair: Any, run: _Run) -> tuple[np.ndarray, InferenceInfo]:
+    """Both candidates' whole-scene fusions ``(2C, H, W)`` (direct bands first, normalised)
+    from one tiled pass of ``pair`` (:func:`_paired_fn`), tiled for the pair's receptive field
+    (the adapted network's: its tailor only widens the direct one's)."""
+    from tta.engine.tiling import tiled_fuse
+
+    def both(ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
+        return torch.cat(pair(ms, pan, lms), dim=1)
+
+    cfg, inputs, c = run.cfg, run.inputs, run.n_bands
+    tile, overlap, margin = fit_tiles(both, *inputs.pan.shape[-2:], cfg.tile, cfg.overlap, c,
+                                      run.ratio, run.device)
+    fused = tiled_fuse(both, inputs.ms[0], inputs.pan[0, 0], inputs.lms[0], ratio=run.ratio,
+                       tile=tile, overlap=overlap, margin=margin,
+                       batch_size=cfg.inference_batch, device=run.device,
+                       progress=run.progress, out_bands=2 * c)
+    return fused, InferenceInfo(tile, cfg.tile, overlap, margin)
+
+
 def _to_dn(fused: np.ndarray, scale: float, nodata: np.ndarray | None) -> np.ndarray:
     """Normalised units to DN in place; nodata pixels set to 0."""
     fused *= scale
@@ -629,14 +666,17 @@ def _harmonise(h: Harmonisation, model: nn.Module, forward_fn: ForwardFn,
 
 
 def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, ratio: int,
-            cfg: AdaptConfig, pair: Any = None) -> Decision:
+            cfg: AdaptConfig, pair: Any = None, both: np.ndarray | None = None) -> Decision:
     """:mod:`tta.engine.decision` on check windows of the scene and of its degraded copy.
 
     ``pair(ms, pan, lms) -> (direct, adapted)``, when given, fuses a batch with both candidates
     at once (one feature-extractor pass, :func:`_paired_fn`); else each candidate runs alone.
+    ``both``, when given, holds both candidates' whole-scene fusions (direct bands first):
+    the full-resolution windows are cut from them.
     """
     from tta.engine.decision import (
         check_windows,
+        cut_windows,
         decide,
         fuse_pair_batched,
         score_candidate,
@@ -654,7 +694,13 @@ def _decide(run_direct: Any, run_adapted: Any, inputs: Inputs, sensor: Any, rati
     if pair is None:
         scores = [score_candidate(run, fr, rr, **kw) for run in (run_direct, run_adapted)]
     else:
-        out_fr = fuse_pair_batched(pair, *fr)
+        if both is None:
+            out_fr = fuse_pair_batched(pair, *fr)
+        else:
+            scene = torch.from_numpy(both)[None]
+            c = scene.shape[1] // 2
+            out_fr = tuple(cut_windows(part, ratio, seed=cfg.seed).to(fr[0].device)
+                           for part in (scene[:, :c], scene[:, c:]))
         out_rr = (None, None) if rr is None else fuse_pair_batched(pair, rr.ms, rr.pan, rr.lms)
         scores = [score_outputs(out_fr[i], out_rr[i], fr, rr, **kw) for i in (0, 1)]
     return decide(*scores, tolerance=cfg.decision_tolerance, windows=windows)
@@ -701,6 +747,9 @@ def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
     last_parts: dict[str, Tensor] = {}
     if not split:
         dec.model.train(False)  # keep eval-mode layers (no batch-norm statistics updates)
+    else:  # the cached features are channels-last: so are the tailor's and mapper's weights
+        for module in (adapter, dec.mapper):
+            module.to(memory_format=torch.channels_last)
 
     def forward_loss(b_ms: Tensor, b_pan: Tensor, b_lms: Tensor, b_ref: Tensor,
                      b_feats: Tensor | None, b_rest: Tensor | None, b_rho: Tensor | None

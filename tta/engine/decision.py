@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Decision", "check_windows", "decide", "fuse_batched", "fuse_pair_batched",
-           "score_candidate", "score_outputs", "unchanged"]
+__all__ = ["Decision", "check_windows", "cut_windows", "decide", "fuse_batched",
+           "fuse_pair_batched", "score_candidate", "score_outputs", "unchanged", "window_corners",
+           "windows_cover"]
 
 Fuse = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -54,21 +55,50 @@ class Decision:
                 "windows": self.windows, "tolerance": self.tolerance}
 
 
+def window_corners(height: int, width: int, ratio: int, *, side: int = 128, count: int = 16,
+                   seed: int = 0) -> tuple[Tensor, int]:
+    """The check windows of :func:`check_windows` on a ``height`` x ``width`` PAN grid: their
+    corners ``(N, 2)`` and side."""
+    from tta.sampling import patch_grid
+
+    s = min(side, height, width)
+    s -= s % ratio
+    corners = patch_grid(height, width, s, ratio=ratio)
+    if corners.shape[0] > count:
+        gen = torch.Generator().manual_seed(seed)
+        corners = corners[torch.randperm(corners.shape[0], generator=gen)[:count].sort().values]
+    return corners, s
+
+
+def windows_cover(height: int, width: int, ratio: int, *, side: int = 128, count: int = 16
+                  ) -> bool:
+    """Whether the check windows are every window of the grid (no random subset): then the
+    windows cut from whole-scene fusions cost nothing more than the scene's fusion."""
+    from tta.sampling import patch_grid
+
+    s = min(side, height, width)
+    s -= s % ratio
+    return patch_grid(height, width, s, ratio=ratio).shape[0] <= count
+
+
 def check_windows(ms: Tensor, pan: Tensor, lms: Tensor, ratio: int, *, side: int = 128,
                   count: int = 16, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Up to ``count`` windows of ``side`` PAN pixels (or the largest ratio multiple that
     fits) tiling the scene, a seeded random subset when there are more."""
-    from tta.sampling import extract_scene_patches, patch_grid
+    from tta.sampling import extract_scene_patches
 
-    s = min(side, *pan.shape[-2:])
-    s -= s % ratio
-    corners = patch_grid(*pan.shape[-2:], s, ratio=ratio)
-    if corners.shape[0] > count:
-        gen = torch.Generator().manual_seed(seed)
-        corners = corners[torch.randperm(corners.shape[0], generator=gen)[:count].sort().values]
+    corners, s = window_corners(*pan.shape[-2:], ratio, side=side, count=count, seed=seed)
     ms_c, pan_c, lms_c = extract_scene_patches(ms, pan, lms, corners.to(ms.device), s, ratio)
     assert lms_c is not None
     return ms_c, pan_c, lms_c
+
+
+def cut_windows(image: Tensor, ratio: int, *, side: int = 128, count: int = 16,
+                seed: int = 0) -> Tensor:
+    """The check windows of :func:`check_windows` cut from a fused scene ``(1, C, H, W)``:
+    ``(N, C, s, s)``, window ``i`` at the corner of the inputs' window ``i``."""
+    corners, s = window_corners(*image.shape[-2:], ratio, side=side, count=count, seed=seed)
+    return torch.stack([image[0, :, y:y + s, x:x + s] for y, x in corners.tolist()])
 
 
 def _batches(ms: Tensor, pan: Tensor, lms: Tensor, batch: int

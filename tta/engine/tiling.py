@@ -509,6 +509,7 @@ def tiled_fuse(
     amp_dtype: torch.dtype | None = None,
     pad_mode: str = "reflect",
     channels_last: bool = True,
+    out_bands: int | None = None,
 ) -> np.ndarray:
     """Fuse a whole scene with ``fn`` by batched tile inference and seamless blending.
 
@@ -560,9 +561,12 @@ def tiled_fuse(
         channels_last: Hand ``fn`` channels-last tiles (``torch.channels_last``: same shapes,
             channels innermost in memory). Convolutions keep that layout and run faster on it
             (oneDNN, cuDNN); an ``fn`` that calls ``.view`` on its inputs needs ``False``.
+        out_bands: Channels of ``fn``'s output when not the MS band count (e.g. ``2 * C``: two
+            networks' outputs side by side, blended alike).
 
     Returns:
-        The fused image, float32 numpy ``(C, H, W)`` (``out`` itself when given).
+        The fused image, float32 numpy ``(C, H, W)`` (``(out_bands, H, W)``; ``out`` itself
+        when given).
 
     Raises:
         ValueError: Bad geometry (with the constraint that failed), inconsistent input shapes,
@@ -593,6 +597,8 @@ def tiled_fuse(
         raise ValueError(f"amp_dtype must be a floating torch dtype, got {amp_dtype!r}")
     ms, pan, lms = _check_inputs(ms, pan, lms, ratio)
     n_bands, big_h, big_w = lms.shape
+    if out_bands is not None:
+        n_bands = check_int(out_bands, "out_bands", 1)
     device = resolve_device(device)
     out = _prepare_out(out, (n_bands, big_h, big_w))
 

@@ -37,7 +37,7 @@ from tta.losses.terms import (
     spatial_loss,
     spectral_loss,
 )
-from tta.physics import mtf_kernels
+from tta.physics import MTFDecimation, mtf_kernels
 from tta.registry import Registry
 from tta.sensors import Sensor, get_sensor
 
@@ -69,7 +69,7 @@ class TermInputs:
     def projected(self) -> Tensor:
         """The fused image filtered and decimated onto the MS grid (computed once a call)."""
         return reproject_fused(self.fused, self.loss.ratio, kernels=self.loss.kernels,
-                               phase=self.phase)
+                               phase=self.phase, projector=self.loss.projector)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def register_loss_term(name: str, *, default_weight: float = 0.0
 @register_loss_term("spectral")
 def _spectral(t: TermInputs) -> Tensor:
     return spectral_loss(t.fused, t.ms, None, t.loss.ratio, phase=t.phase,
-                         kernels=t.loss.kernels, border=t.loss.border, norm=t.loss.norm)
+                         kernels=t.loss.kernels, border=t.loss.border, norm=t.loss.norm,
+                         projector=t.loss.projector)
 
 
 @register_loss_term("spatial")
@@ -259,6 +260,7 @@ class PhysicsLoss(nn.Module):
         self.ratio = int(ratio)
         self.register_buffer("kernels", kernels, persistent=False)
         self.register_buffer("phase", None, persistent=False)
+        self.projector = MTFDecimation(kernels, self.ratio)  # operators cached per shape/phase
         merged = loss_weights(None)
         merged.update(_check_weights(weights or {}, "PhysicsLoss weights"))
         if not any(merged.values()):

@@ -22,7 +22,7 @@ from torch import Tensor
 from tta.checks import check_bchw, check_gains, check_int
 from tta.metrics import local_cross_correlation
 from tta.metrics.no_reference import xcorr_field
-from tta.physics import decimate, depthwise_filter, mtf_kernels
+from tta.physics import MTFDecimation, depthwise_filter, mtf_kernels
 
 __all__ = [
     "GENERIC_GNYQ_MS",
@@ -107,6 +107,7 @@ def spectral_loss(
     border: int = 0,
     norm: str = "l1",
     size: int = 41,
+    projector: MTFDecimation | None = None,
 ) -> Tensor:
     """Spectral consistency: the fused image, MTF-filtered and decimated, must give the MS.
 
@@ -129,6 +130,8 @@ def spectral_loss(
         border: MS pixels left out on every side (see :func:`default_border`).
         norm: ``"l1"`` (default, Z-PNN) or ``"l2"``.
         size: Odd kernel side when ``kernels`` is None (toolbox default 41).
+        projector: A :class:`tta.physics.MTFDecimation` of these kernels to reuse (its
+            operators are cached per shape and phase; e.g. :class:`~tta.losses.PhysicsLoss`'s).
 
     Returns:
         0-d tensor in ``fused``'s dtype; exactly 0 when ``fused``'s reprojection equals ``ms``.
@@ -168,9 +171,8 @@ def spectral_loss(
             raise ValueError("spectral_loss needs the MS Nyquist gains (gnyq_ms) or kernels")
         kernels = mtf_kernels(check_gains(gnyq_ms), ratio, size, device=fused.device,
                               dtype=torch.float64)
-    low = depthwise_filter(fused, kernels, padding="replicate")
-    diff = _crop(decimate(low, ratio, phase) - ms.to(device=fused.device, dtype=fused.dtype),
-                 border)
+    proj = (projector or MTFDecimation(kernels, ratio))(fused, phase)
+    diff = _crop(proj - ms.to(device=fused.device, dtype=fused.dtype), border)
     return diff.abs().mean() if norm == "l1" else diff.square().mean()
 
 
@@ -371,11 +373,13 @@ def spatial_loss(
 
 # ----------------------------------------------------------------------------- lambda-PNN
 def reproject_fused(fused: Tensor, ratio: int, *, kernels: Tensor,
-                    phase: Phase | None = None) -> Tensor:
+                    phase: Phase | None = None,
+                    projector: MTFDecimation | None = None) -> Tensor:
     """``decimate(MTF(fused), ratio, phase)``: the fused image brought back to the MS grid
-    (the projection inside :func:`spectral_loss`, for the terms that compare it as a whole)."""
+    (the projection inside :func:`spectral_loss`, for the terms that compare it as a whole;
+    :class:`tta.physics.MTFDecimation`, ``projector`` if given)."""
     _check_image(fused, "fused")
-    return decimate(depthwise_filter(fused, kernels, padding="replicate"), ratio, phase)
+    return (projector or MTFDecimation(kernels, ratio))(fused, phase)
 
 
 def ergas_loss(proj: Tensor, ms: Tensor, ratio: int, *, border: int = 0,

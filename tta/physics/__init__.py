@@ -6,6 +6,8 @@ docstring's ``Reference:`` line says otherwise:
 
 * :func:`mtf_kernels`, :func:`mtf_filter` (+ ``_ms``/``_pan`` sensor forms, :class:`MTFFilter`)
   - MTF-matched Gaussian low-pass filters (``genMTF.m``, ``MTF.m``, ``MTF_PAN.m``);
+* :class:`MTFDecimation`, :func:`mtf_decimate` - MTF filtering and decimation as one operator
+  (only the kept samples; the spectral losses' projection);
 * :func:`decimate`, :func:`pan_downsample`, :func:`wald_degrade`, :func:`degrade_scene`
   (:class:`WaldDegrade`) - Wald-protocol reduced-resolution pairs (``resize_images.m``);
 * :func:`interp23tap`, :func:`bicubic_upsample` - MS upsampling (``interp23tap.m``);
@@ -33,9 +35,11 @@ from tta.physics.mtf import (
     mtf_filter_pan,
     mtf_kernels,
 )
+from tta.physics.reproject import MTFDecimation, mtf_decimate
 
 __all__ = [
     "CDF23",
+    "MTFDecimation",
     "MTFFilter",
     "WaldDegrade",
     "bicubic_upsample",
@@ -49,6 +53,7 @@ __all__ = [
     "mtf_filter",
     "mtf_filter_ms",
     "mtf_filter_pan",
+    "mtf_decimate",
     "mtf_kernels",
     "pan_downsample",
     "wald_degrade",
