@@ -756,8 +756,10 @@ def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
                      ) -> tuple[Tensor, dict[str, Tensor]]:
         with rt.autocast():
             out = dec.mapper(b_feats) + b_rest if split else dec.forward(b_ms, b_pan, b_lms)
-        total, parts = loss_fn(out.float(), b_ms, b_pan, b_lms, b_ref, phase=phase,
-                               rho_max=b_rho)
+        # the loss reads a contiguous image (the channels-last features' output is converted
+        # once; inductor also mis-strides the replicate-pad backward of a channels-last one)
+        total, parts = loss_fn(out.float().contiguous(), b_ms, b_pan, b_lms, b_ref,
+                               phase=phase, rho_max=b_rho)
         if pairs is not None:
             adapter.set_condition(pairs.ms, pairs.pan, pairs.lms)
             with rt.autocast():
