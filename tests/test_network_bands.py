@@ -150,7 +150,8 @@ def test_adapt_once_apply_many(l8, dlpan_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert "mtf-glp-hpm fuses swir1,swir2" in res.output
     with h5py.File(adapted) as a, h5py.File(again) as b:
-        np.testing.assert_allclose(b["fused"][()], a["fused"][()], rtol=0, atol=1e-3)
+        # float32 rounding: adapt fused the scene from both candidates' one extractor pass
+        np.testing.assert_allclose(b["fused"][()], a["fused"][()], rtol=1e-6, atol=1e-3)
 
     # another scene of the same sensor and bands: no re-adaptation
     other = landsat7_like(l8, tmp_path / "l7b.h5", row=200)

@@ -488,7 +488,8 @@ def _choose(run: _Run, fuse: bool) -> Any:
     When both candidates come from one extractor pass and the check windows are the whole
     scene (:func:`tta.engine.decision.windows_cover`: scenes up to 16 windows of 128²), the
     scene is fused once by both (the *infer* stage, :func:`_fuse_both`) and the full-resolution
-    windows are cut from those products instead of fused again on their own."""
+    windows are cut from those products instead of fused again on their own (without
+    ``fuse`` too, so that a run that fuses later, by blocks, decides alike)."""
     run_adapted = partial(run_adapted_fn, run.rt, run.adapter, run.model)
     run_direct = partial(run.rt.run, run.source)
     run.model.eval()
@@ -501,8 +502,10 @@ def _choose(run: _Run, fuse: bool) -> Any:
         from tta.engine.decision import windows_cover
 
         pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
-        if pair is not None and fuse and windows_cover(*run.inputs.pan.shape[-2:], run.ratio):
-            with run.clock.stage("infer"):
+        if pair is not None and windows_cover(*run.inputs.pan.shape[-2:], run.ratio):
+            # also without ``fuse``: the decision is then the one a fused run makes (the
+            # streaming path adapts on the scene this way and fuses it by blocks)
+            with run.clock.stage("infer" if fuse else "decide"):
                 run.both, run.inference = _fuse_both(pair, run)
         with run.clock.stage("decide"):
             run.decision = _decide(run_direct, run_adapted, run.inputs, run.scene.sensor,
