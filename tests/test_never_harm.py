@@ -173,20 +173,25 @@ def test_nothing_trained_scores_nothing(adapter, steps):
     assert set(trained.report["decision"]["scores"]) == {"direct", "adapted"}
 
 
+def _random_qb_fusionnet(seed: int, h: int, w: int):
+    """A random 4-band QuickBird scene (MS ``h x w``) and a seeded untrained FusionNet."""
+    from tta.io import Scene
+
+    rng = np.random.default_rng(seed)
+    scene = Scene(ms=rng.uniform(100, 1500, (4, h, w)),
+                  pan=rng.uniform(100, 1500, (4 * h, 4 * w)), sensor=get_sensor("QB"))
+    torch.manual_seed(0)
+    return scene, pretrained.create_model("fusionnet", n_bands=4).eval()
+
+
 @pytest.mark.parametrize("adapter", ["ft", "cat"])
 def test_paired_decision_scores_equal_separate_runs(adapter, monkeypatch):
     """With a frozen extractor both candidates come from one extractor pass; the scores equal
     those of running each candidate alone (to float32 rounding), and so does the choice."""
     import importlib
 
-    from tta.io import Scene
-
     engine = importlib.import_module("tta.engine.adapt")
-    rng = np.random.default_rng(2)
-    scene = Scene(ms=rng.uniform(100, 1500, (4, 32, 32)), pan=rng.uniform(100, 1500, (128, 128)),
-                  sensor=get_sensor("QB"))
-    torch.manual_seed(0)
-    model = pretrained.create_model("fusionnet", n_bands=4).eval()
+    scene, model = _random_qb_fusionnet(2, 32, 32)
     paired = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
     monkeypatch.setattr(engine, "_paired_fn", lambda *_a: None)
     alone = adapt_scene(model, scene, adapter=adapter, steps=5, patch=32)
@@ -227,18 +232,13 @@ def test_windows_cut_from_the_scene_fusion():
 def test_scene_fused_once_by_both_candidates(adapter, monkeypatch):
     """A scene the check windows cover is fused once by both candidates (one extractor pass):
     the product equals the chosen network's own tiled fusion to float32 rounding, the
-    decision's windows are cut from those products, and the time goes to *infer*."""
+    decision's windows are cut from those products."""
     import importlib
 
     from tta.engine import decision as dec_mod
-    from tta.io import Scene
 
     engine = importlib.import_module("tta.engine.adapt")
-    rng = np.random.default_rng(5)
-    scene = Scene(ms=rng.uniform(100, 1500, (4, 48, 64)), pan=rng.uniform(100, 1500, (192, 256)),
-                  sensor=get_sensor("QB"))
-    torch.manual_seed(0)
-    model = pretrained.create_model("fusionnet", n_bands=4).eval()
+    scene, model = _random_qb_fusionnet(5, 48, 64)
     calls = []
     real = engine._fuse_both
     monkeypatch.setattr(engine, "_fuse_both", lambda *a: calls.append(1) or real(*a))

@@ -55,15 +55,21 @@ class Decision:
                 "windows": self.windows, "tolerance": self.tolerance}
 
 
-def window_corners(height: int, width: int, ratio: int, *, side: int = 128, count: int = 16,
-                   seed: int = 0) -> tuple[Tensor, int]:
-    """The check windows of :func:`check_windows` on a ``height`` x ``width`` PAN grid: their
-    corners ``(N, 2)`` and side."""
+def _grid(height: int, width: int, ratio: int, side: int) -> tuple[Tensor, int]:
+    """Every check window of the grid: corners ``(N, 2)`` and side (``side``, or the largest
+    ratio multiple that fits)."""
     from tta.sampling import patch_grid
 
     s = min(side, height, width)
     s -= s % ratio
-    corners = patch_grid(height, width, s, ratio=ratio)
+    return patch_grid(height, width, s, ratio=ratio), s
+
+
+def window_corners(height: int, width: int, ratio: int, *, side: int = 128, count: int = 16,
+                   seed: int = 0) -> tuple[Tensor, int]:
+    """The check windows of :func:`check_windows` on a ``height`` x ``width`` PAN grid: their
+    corners ``(N, 2)`` and side."""
+    corners, s = _grid(height, width, ratio, side)
     if corners.shape[0] > count:
         gen = torch.Generator().manual_seed(seed)
         corners = corners[torch.randperm(corners.shape[0], generator=gen)[:count].sort().values]
@@ -74,11 +80,7 @@ def windows_cover(height: int, width: int, ratio: int, *, side: int = 128, count
                   ) -> bool:
     """Whether the check windows are every window of the grid (no random subset): then the
     windows cut from whole-scene fusions cost nothing more than the scene's fusion."""
-    from tta.sampling import patch_grid
-
-    s = min(side, height, width)
-    s -= s % ratio
-    return patch_grid(height, width, s, ratio=ratio).shape[0] <= count
+    return _grid(height, width, ratio, side)[0].shape[0] <= count
 
 
 def check_windows(ms: Tensor, pan: Tensor, lms: Tensor, ratio: int, *, side: int = 128,

@@ -128,8 +128,8 @@ class MTFDecimation:
         check_bchw(x)
         if not self.separable(x):
             return decimate(depthwise_filter(x, self._kernels_on(x.device)), self.ratio, phase)
-        b, c, h, w = x.shape
-        n, m = _check_divisible(x, self.ratio, "input")
+        b, c, h, _ = x.shape
+        _, m = _check_divisible(x, self.ratio, "input")
         a_cat, b_cat, rank = self._operator(x, phase)
         t = x.float() @ b_cat                                         # (B, C, H, R*m)
         t = t.view(b, c, h, rank, m).transpose(2, 3).reshape(b, c, rank * h, m)
