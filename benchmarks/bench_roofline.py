@@ -215,7 +215,9 @@ def markdown(meta: dict) -> list[str]:
             f"width→width on one {meta['tile']}² tile, channels-last. *tile*: the network's "
             "forward on that tile; *scene*: whole-scene inference of `tta adapt --adapter "
             "none` (tiles with receptive-field overlap, blending), useful FLOPs of the scene "
-            "over its time. Ratios are to the reference measured alongside.", "",
+            "over its time. Ratios are to the reference measured alongside. Freed memory "
+            f"retained for reuse (`tta.allocator`, as the `tta` command): "
+            f"{'yes' if meta.get('retain_freed_memory') else 'no'}.", "",
             *table(meta["rows"], meta["sizes"])]
 
 
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--stem", default="roofline", help="name of the result files")
     args = ap.parse_args(argv)
+    from tta.allocator import retain_freed_memory
+
+    retained = retain_freed_memory(respect_env=True)  # as the tta command does
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_start = round(os.getloadavg()[0], 2)
@@ -238,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     meta = {"date": dt.date.today().isoformat(), "device": device_name(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "tile": args.tile, "sizes": args.sizes, "load_start": load_start,
+            "retain_freed_memory": retained,
             "load_end": round(os.getloadavg()[0], 2), "rows": rows}
     write_results(result_folder(device, args.out), args.stem, meta, markdown(meta))
     return meta

@@ -100,13 +100,17 @@ class LAGConv2d(nn.Module):
         """The LCA tap weights ``(B, k*k, H, W)`` in ``(0, 2)``."""
         return 2.0 * torch.sigmoid(self.lca2(torch.relu(self.lca1(x))))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        """The layer's output, plus ``residual`` (same shape as the output) when given, then
+        ``relu`` when asked: ``relu(y + residual)``. The inference form applies both to each
+        block of pixels while it is in cache, instead of two more passes over the image."""
         if torch.is_grad_enabled() and (x.requires_grad
                                         or any(p.requires_grad for p in self.parameters())):
-            return self._forward_unfold(x)
-        return self._forward_taps(x)
+            return self._forward_unfold(x, residual, relu)
+        return self._forward_taps(x, residual, relu)
 
-    def _forward_unfold(self, x: Tensor) -> Tensor:
+    def _forward_unfold(self, x: Tensor, residual: Tensor | None = None,
+                        relu: bool = False) -> Tensor:
         """Differentiable form: ``unfold``, per-tap weighting, one batched matmul."""
         b, c, h, w = x.shape
         k = self.kernel_size
@@ -114,7 +118,10 @@ class LAGConv2d(nn.Module):
         cols = cols * self.modulation(x).view(b, 1, k * k, h * w)
         y = torch.matmul(self.weight.view(self.out_channels, c * k * k),
                          cols.view(b, c * k * k, h * w))
-        return y.view(b, self.out_channels, h, w) + self._shift(x)
+        y = y.view(b, self.out_channels, h, w) + self._shift(x)
+        if residual is not None:
+            y = y + residual
+        return torch.relu(y) if relu else y
 
     def _shift(self, x: Tensor) -> Tensor:
         """``gh(pool(x)) + bias``: ``(B, out, 1 or H, 1 or W)``."""
@@ -125,7 +132,8 @@ class LAGConv2d(nn.Module):
             pooled = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
         return self.gh(pooled) + self.bias[:, None, None]
 
-    def _forward_taps(self, x: Tensor) -> Tensor:
+    def _forward_taps(self, x: Tensor, residual: Tensor | None = None,
+                      relu: bool = False) -> Tensor:
         """Inference form (no autograd): the same sums by matmuls and one weighted add per
         kernel tap, channels-last, with no ``unfold`` copy, a block of pixels at a time.
 
@@ -139,8 +147,10 @@ class LAGConv2d(nn.Module):
         image sideways reads the neighbouring row instead of zero padding; its LCA weight is
         set to 0 there, which gives the zero-padded result. The local GH pooling is a
         depthwise box sum whose border rows and columns are rescaled to the count of pixels
-        inside the image. Equal to :meth:`_forward_unfold` up to float rounding (sums in
-        another order; within 1e-12 in float64). The output has the input's memory format.
+        inside the image. ``residual`` is added to the block when it starts and ``relu``
+        applied when it is complete. Equal to :meth:`_forward_unfold` up to float rounding
+        (sums in another order; within 1e-12 in float64). The output has the input's memory
+        format.
         """
         b, c, h, w = x.shape
         k, o, r = self.kernel_size, self.out_channels, self.kernel_size // 2
@@ -163,6 +173,8 @@ class LAGConv2d(nn.Module):
             pooled = self._box_mean(x).permute(0, 2, 3, 1).reshape(b, n, c)
         else:
             biases = biases + x.mean(dim=(2, 3)) @ gh_t  # (B, out)
+        if residual is not None:  # (B, H*W, out) rows, a view when channels-last
+            residual = residual.permute(0, 2, 3, 1).reshape(b, n, o)
         # Per kernel row dy: (c, k * out), the k taps of the row side by side.
         kernel = (2.0 * self.weight).permute(2, 1, 3, 0).reshape(k, c, k * o).contiguous()
         y = x.new_empty(b, h, w, o)
@@ -173,10 +185,13 @@ class LAGConv2d(nn.Module):
             for s in range(0, n, step):
                 m = min(n, s + step) - s
                 acc, wts = out[s:s + m], weights[s:s + m]
-                if self.gh_pool == "local":
-                    torch.addmm(biases, pooled[i, s:s + m], gh_t, out=acc)
+                if self.gh_pool == "local":  # the matmul writes the block first (no copy)
+                    torch.mm(pooled[i, s:s + m], gh_t, out=acc)
+                    acc.add_(biases)
                 else:
                     acc.copy_(biases[i].expand(m, o))
+                if residual is not None:
+                    acc.add_(residual[i, s:s + m])
                 taps = row_taps[:m + 2 * r]
                 for dy in range(k):
                     window = _rows(rows[i], s + (dy - r) * w - r, m + 2 * r)
@@ -184,6 +199,8 @@ class LAGConv2d(nn.Module):
                     for dx in range(k):
                         acc.addcmul_(taps[dx:dx + m, dx * o:(dx + 1) * o],
                                      wts[:, dy * k + dx:dy * k + dx + 1])
+                if relu:
+                    acc.relu_()
         y = y.permute(0, 3, 1, 2)
         return y if channels_last else y.contiguous()
 
@@ -222,15 +239,16 @@ def _rows(rows: Tensor, start: int, length: int) -> Tensor:
 
 
 class LAGBlock(nn.Module):
-    """``x + lag2(relu(lag1(x)))`` with two :class:`LAGConv2d` of equal width."""
+    """``x + lag2(relu(lag1(x)))`` with two :class:`LAGConv2d` of equal width (the ReLU and
+    the skip are computed by the layers, ``relu=True`` for the whole block's output)."""
 
     def __init__(self, channels: int = 32, hidden: int = 16, gh: str = "local") -> None:
         super().__init__()
         self.lag1 = LAGConv2d(channels, channels, 3, hidden, gh)
         self.lag2 = LAGConv2d(channels, channels, 3, hidden, gh)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.lag2(torch.relu(self.lag1(x)))
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        return self.lag2(self.lag1(x, relu=True), residual=x, relu=relu)
 
 
 class LAGConvNet(PansharpeningNet):
@@ -275,8 +293,11 @@ class LAGConvNet(PansharpeningNet):
 
     def features(self, pan: Tensor, lms: Tensor) -> Tensor:
         """Interface features ``(B, channels, H, W)`` (the input of ``conv_out``)."""
-        x = torch.relu(self.conv_in(same_layout(torch.cat([pan, lms], dim=1), lms)))
-        return torch.relu(self.blocks(x))
+        x = torch.relu_(self.conv_in(same_layout(torch.cat([pan, lms], dim=1), lms)))
+        last = len(self.blocks) - 1  # its output gets the ReLU (x is one already if none)
+        for i, block in enumerate(self.blocks):
+            x = block(x, relu=i == last)
+        return x
 
     def forward(self, ms: Tensor, pan: Tensor, lms: Tensor) -> Tensor:
         """Fuse.

@@ -19,6 +19,8 @@ PUBLIC = {
     "load_matrix", "run_bench", "write_report",
     # many scenes
     "BatchResult", "get_executor", "list_executors", "run_batch",
+    # runtime
+    "retain_freed_memory",
 }
 
 

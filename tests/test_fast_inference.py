@@ -14,7 +14,7 @@ from _inputs import random_inputs
 import pretrained
 from pretrained._base import same_layout
 from pretrained.diffusion import ChannelNorm
-from pretrained.lagconv import LAGConv2d
+from pretrained.lagconv import LAGBlock, LAGConv2d
 
 CL = torch.channels_last
 
@@ -53,14 +53,53 @@ def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape):
     assert got.is_contiguous() and got_cl.is_contiguous(memory_format=CL)
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 17, 23), (1, 6, 9, 1)])
+def test_lagconv_fused_skip_and_relu_in_both_forms(shape):
+    """``forward(x, residual, relu)`` is ``relu(layer(x) + residual)`` in either form, also
+    when the blocks start and end mid-row."""
+    layer = _lagconv(shape[1], 4, 3, "local")
+    x = torch.randn(*shape, dtype=torch.float64)
+    skip = torch.randn(shape[0], 4, *shape[2:], dtype=torch.float64)
+    with torch.no_grad():
+        want = torch.relu(layer._forward_unfold(x) + skip)
+        got_unfold = layer._forward_unfold(x, skip, True)
+        layer.block_pixels = 7
+        got_taps = layer._forward_taps(x.contiguous(memory_format=CL),
+                                       skip.contiguous(memory_format=CL), True)
+        got_plain_skip = layer._forward_taps(x, skip, False)
+    assert torch.equal(got_unfold, want)
+    assert (got_taps - want).abs().max() < 1e-12 * want.abs().max()
+    assert (want == 0).any() and got_taps.is_contiguous(memory_format=CL)
+    want_skip = layer._forward_unfold(x) + skip
+    assert (got_plain_skip - want_skip).abs().max() < 1e-12 * want_skip.abs().max()
+
+
+def test_lag_block_is_its_definition():
+    """The block's fused layers compute ``x + lag2(relu(lag1(x)))`` (ReLU of that on request)."""
+    torch.manual_seed(0)
+    block = LAGBlock(6, hidden=5).double()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 6, 11, 13, dtype=torch.float64)
+    want = x + block.lag2._forward_unfold(torch.relu(block.lag1._forward_unfold(x)))
+    with torch.no_grad():
+        for relu in (False, True):
+            got = block(x.contiguous(memory_format=CL), relu=relu)
+            expect = torch.relu(want) if relu else want
+            torch.testing.assert_close(got, expect, rtol=0, atol=1e-12)
+    got_grad = block(x)  # parameters require grad: the unfold form
+    torch.testing.assert_close(got_grad, want, rtol=0, atol=0)
+
+
 def test_lagconv_picks_its_form_by_autograd(monkeypatch):
     layer = _lagconv(3, 3, 3, "local").float()
     x = torch.rand(1, 3, 8, 8)
     calls = []
     for name in ("_forward_unfold", "_forward_taps"):
         real = getattr(LAGConv2d, name)
-        monkeypatch.setattr(LAGConv2d, name, lambda self, t, real=real, name=name:
-                            calls.append(name) or real(self, t))
+        monkeypatch.setattr(LAGConv2d, name, lambda self, *a, real=real, name=name:
+                            calls.append(name) or real(self, *a))
     with torch.inference_mode():
         layer(x)
     with torch.no_grad():

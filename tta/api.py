@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from adapters import create_adapter, load_adapter, save_adapter
+from tta.allocator import retain_freed_memory
 from tta.batch import BatchResult, run_batch
 from tta.bench import load_matrix, run_bench, write_report
 from tta.classical import fuse_scene, list_methods, pansharpen
@@ -85,6 +86,7 @@ __all__ = [
     "read_product",
     "read_scene",
     "resolve_model",
+    "retain_freed_memory",
     "run_batch",
     "run_bench",
     "save_adapted",

@@ -110,8 +110,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool, debug: bool,
     (I_MS_LR / I_PAN), MS.tif+PAN.tif (GeoTIFFs; several MS files are stacked in order)
     or a YAML manifest.
     """
+    from tta.allocator import retain_freed_memory
     from tta.io.safety import set_input_limit
 
+    retain_freed_memory(respect_env=True)  # reuse freed tile buffers (tta.allocator)
     ctx.ensure_object(dict)
     ctx.obj.update(verbose=verbose, quiet=quiet, debug=debug)
     set_input_limit(max_input_gb)

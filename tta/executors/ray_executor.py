@@ -25,9 +25,13 @@ _OBJECT_STORE = 128 * 1024**2  # results are small dicts: keep Ray's shared memo
 
 
 def _run_job(fn: Callable[[Any], Any], item: Any, threads: int) -> Any:
-    """Body of a Ray task: set torch's threads, then run the job."""
+    """Body of a Ray task: set torch's threads and keep freed memory for reuse
+    (:mod:`tta.allocator`, as the ``tta`` command does), then run the job."""
     import torch
 
+    from tta.allocator import retain_freed_memory
+
+    retain_freed_memory(respect_env=True)
     torch.set_num_threads(threads)
     return fn(item)
 
