@@ -4,7 +4,7 @@
 Usage::
 
     python benchmarks/bench_roofline.py [--device cpu|cuda] [--threads 2] [--sizes 512 2048]
-        [--models lagconv diffusion_student fose fusionnet] [--tile 256] [--repeats 5]
+        [--models lagconv diffusion_student fose fusionnet] [--tile 512] [--repeats 5]
 
 Per network (the shipped WV3 zoo weights; ``fusionnet`` and other architectures without
 shipped weights run with seeded random weights, which cost the same):
@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", type=int, nargs="*", default=[512, 2048])
     ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--tile", type=int, default=512,
+                    help="tile side of the reference and the tile forward, and the scenes' "
+                         "largest tile (default: tta adapt's)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--stem", default="roofline", help="name of the result files")

@@ -6,17 +6,18 @@ back with ``munmap`` when freed; the threshold adapts to freed sizes but only up
 (``DEFAULT_MMAP_THRESHOLD_MAX`` on 64-bit). An inference tile of 512² PAN pixels with 32
 feature channels is 32 MiB in float32, so every layer's output is a new mapping whose 8192
 pages the kernel faults in and zeroes before the convolution can write them: on a 2-core
-Xeon this cost FusionNet's 512² forward 40 % of its time (0.62 s against 0.37 s with the
-memory kept). :func:`retain_freed_memory` raises the mmap threshold (fixed, no longer
-adaptive) and the heap's trim threshold so freed blocks stay in the heap and the next
-layer's output reuses them.
+Xeon this cost FusionNet's 512² forward 40 % of its time (0.59-0.61 s against 0.35-0.38 s with
+the memory kept). :func:`retain_freed_memory` fixes the mmap threshold (no longer adaptive) at
+``limit``, 128 MiB by default, and the heap's trim threshold at twice that, so freed blocks of
+that size stay in the heap and the next layer's output reuses them.
 
-What it costs: memory the process freed is not returned to the system until it exits (the
-resident size stays at its high-water mark; the peak itself is what the scene's tiles need,
-see ``benchmarks/bench_memory.py``). Allocations above ``limit`` (a whole large product) are
-still mapped and unmapped. The ``tta`` command and its Ray/local batch workers call it at
-start unless ``TTA_RETAIN_FREED_MEMORY=0``; in your own process call it once (it changes the
-whole process's allocator), or not at all.
+What it costs: blocks kept in the heap can leave holes that raise the peak resident size.
+Measured with ``benchmarks/bench_memory.py`` at 2048² (FusionNet, ft, 1 thread): peak 4321 →
+4599 MiB whole-scene and 1721 → 1768 MiB streamed with the default 128 MiB (64 MiB: 4442 and
+1669 MiB; 1 GiB: 6663 and 2163 MiB, hence the default). Larger allocations (whole products)
+are still mapped and unmapped. The ``tta`` command and its Ray workers call it at start
+unless ``TTA_RETAIN_FREED_MEMORY=0``; in your own process call it once (it changes the whole
+process's allocator), or not at all.
 
 Reference: glibc manual, "Malloc Tunable Parameters" (``mallopt``, ``M_MMAP_THRESHOLD``,
 ``M_TRIM_THRESHOLD``); mallopt(3).
@@ -39,12 +40,13 @@ _M_MMAP_THRESHOLD = -3
 _INT_MAX = 2**31 - 1
 
 
-def retain_freed_memory(limit: int = 1 << 30, *, respect_env: bool = False) -> bool:
+def retain_freed_memory(limit: int = 128 << 20, *, respect_env: bool = False) -> bool:
     """Keep freed blocks up to ``limit`` bytes in the heap for reuse (see the module docstring).
 
     Args:
         limit: Largest allocation served from the heap (bytes, at most ``2**31 - 1``); larger
-            ones are still mapped and unmapped.
+            ones are still mapped and unmapped. The heap keeps up to ``2 * limit`` free at
+            its top.
         respect_env: Do nothing when :data:`ENV_VAR` is ``0``, ``false`` or ``no`` (the
             command line's behaviour).
 
@@ -61,8 +63,10 @@ def retain_freed_memory(limit: int = 1 << 30, *, respect_env: bool = False) -> b
         return False
     mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # The trim threshold first: with the heap kept, blocks under the mmap threshold stay.
-    return bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX)) and bool(mallopt(_M_MMAP_THRESHOLD, limit))
+    # Both fixed (glibc stops adapting them): the heap's top is trimmed only when more than
+    # twice the limit is free there, glibc's own ratio between the two.
+    trim = min(_INT_MAX, 2 * limit)
+    return bool(mallopt(_M_TRIM_THRESHOLD, trim)) and bool(mallopt(_M_MMAP_THRESHOLD, limit))
 
 
 def _glibc() -> ctypes.CDLL | None:
