@@ -19,6 +19,15 @@ from pretrained.lagconv import LAGBlock, LAGConv2d
 CL = torch.channels_last
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, so that ``block_pixels`` is the block size (it scales with threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _lagconv(c_in: int, c_out: int, k: int, gh: str, seed: int = 0) -> LAGConv2d:
     """A float64 layer with weights far from its near-neutral initialisation."""
     torch.manual_seed(seed)
@@ -38,7 +47,7 @@ def _lagconv(c_in: int, c_out: int, k: int, gh: str, seed: int = 0) -> LAGConv2d
     (7, (1, 6, 2, 11)),
     (1, (1, 6, 5, 5)),
 ])
-def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape):
+def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape, one_thread):
     layer = _lagconv(shape[1], 4, k, gh)
     x = torch.randn(*shape, dtype=torch.float64)
     with torch.no_grad():
@@ -54,7 +63,7 @@ def test_lagconv_taps_form_equals_the_unfold_form(gh, k, shape):
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 17, 23), (1, 6, 9, 1)])
-def test_lagconv_fused_skip_and_relu_in_both_forms(shape):
+def test_lagconv_fused_skip_and_relu_in_both_forms(shape, one_thread):
     """``forward(x, residual, relu)`` is ``relu(layer(x) + residual)`` in either form, also
     when the blocks start and end mid-row."""
     layer = _lagconv(shape[1], 4, 3, "local")
