@@ -18,6 +18,7 @@ from tta.allocator import ENV_VAR, _glibc, retain_freed_memory
 
 needs_glibc = pytest.mark.skipif(_glibc() is None, reason="glibc only (mallopt)")
 
+
 def _run(code: str, env: dict[str, str] | None = None) -> str:
     """stdout of ``code`` in a fresh interpreter with ``env`` added to the environment."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
