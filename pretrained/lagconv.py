@@ -18,9 +18,11 @@ engine refuse its default tiles. No published checkpoint is mapped: weights come
 ``tta train --arch lagconv`` (``--arch-option gh=global`` for the paper's form).
 
 Two computations of the same layer: with autograd, ``unfold`` and one matmul (simple, and the
-form the shipped weights were trained with); without (inference), per-tap matmuls on the
-channels-last input, a cache-sized block of pixels at a time, equal to float rounding
-(:meth:`LAGConv2d._forward_taps`; ``benchmarks/bench_roofline.py`` measures both).
+form the shipped weights were trained with); without (inference), per kernel row one matmul
+of the channels-last input's shifted slices times their LCA weights, a cache-sized block of
+pixels at a time, equal to float rounding (:meth:`LAGConv2d._forward_taps`;
+``benchmarks/bench_roofline.py`` measures both, ``benchmarks/bench_lagconv_forms.py`` its
+parts and other forms).
 
 Reference:
     Z.-R. Jin, T.-J. Zhang, T.-X. Jiang, G. Vivone, L.-J. Deng, "LAGConv: Local-context
@@ -134,23 +136,26 @@ class LAGConv2d(nn.Module):
 
     def _forward_taps(self, x: Tensor, residual: Tensor | None = None,
                       relu: bool = False) -> Tensor:
-        """Inference form (no autograd): the same sums by matmuls and one weighted add per
-        kernel tap, channels-last, with no ``unfold`` copy, a block of pixels at a time.
+        """Inference form (no autograd): the same sums by one weighted copy per kernel tap and
+        one matmul per kernel row, channels-last, with no ``unfold``, a block of pixels at a
+        time.
 
         With channels innermost and rows back to back, the pixels every output pixel reads
         at tap ``(dy, dx)`` form one contiguous ``(H*W, c)`` slice of the input, shifted by
         ``(dy - r) * W + dx - r`` rows (zeros outside the image). The output is built in
-        blocks of :attr:`block_pixels` pixels, small enough for the block's partial products
-        to stay in the CPU's cache: per block, the GH term and both biases start ``y`` (a
-        matmul of the pooled input), then per kernel row ``dy`` one matmul gives the products
-        ``z_j`` of its ``k`` taps and ``y += m_j * z_j`` adds them. A tap that leaves the
-        image sideways reads the neighbouring row instead of zero padding; its LCA weight is
-        set to 0 there, which gives the zero-padded result. The local GH pooling is a
-        depthwise box sum whose border rows and columns are rescaled to the count of pixels
-        inside the image. ``residual`` is added to the block when it starts and ``relu``
-        applied when it is complete. Equal to :meth:`_forward_unfold` up to float rounding
-        (sums in another order; within 1e-12 in float64). The output has the input's memory
-        format.
+        blocks of :attr:`block_pixels` pixels, small enough to stay in the CPU's cache: per
+        block, the GH term and both biases start ``y`` (a matmul of the pooled input), then
+        per kernel row ``dy`` the ``k`` shifted slices, each times its LCA weight ``m_j``,
+        are laid side by side (a ``(pixels, k * c)`` operand) and one matmul with the row's
+        ``(k * c, out)`` kernel adds their products to ``y``. A tap that leaves the image
+        sideways reads the neighbouring row instead of zero padding; its LCA weight is set
+        to 0 there, which gives the zero-padded result. The local GH pooling is a depthwise
+        box sum whose border rows and columns are rescaled to the count of pixels inside the
+        image. ``residual`` is added to the block when it starts and ``relu`` applied when it
+        is complete. Equal to :meth:`_forward_unfold` up to float rounding (sums in another
+        order; within 1e-12 in float64). The output has the input's memory format.
+        (Weighting the input per tap costs as much as weighting the products of ``k`` taps
+        per row, and lets the matmul accumulate: 2-4 % faster, ``bench_lagconv_forms.py``.)
         """
         b, c, h, w = x.shape
         k, o, r = self.kernel_size, self.out_channels, self.kernel_size // 2
@@ -175,14 +180,14 @@ class LAGConv2d(nn.Module):
             biases = biases + x.mean(dim=(2, 3)) @ gh_t  # (B, out)
         if residual is not None:  # (B, H*W, out) rows, a view when channels-last
             residual = residual.permute(0, 2, 3, 1).reshape(b, n, o)
-        # Per kernel row dy: (c, k * out), the k taps of the row side by side.
-        kernel = (2.0 * self.weight).permute(2, 1, 3, 0).reshape(k, c, k * o).contiguous()
+        # Per kernel row dy: (k * c, out), the row's k taps stacked (tap dx, then channel).
+        kernel = (2.0 * self.weight).permute(2, 3, 1, 0).reshape(k, k * c, o).contiguous()
         y = x.new_empty(b, h, w, o)
         # Cache blocking is for CPU cores (each thread's share of a block stays cache-sized);
         # a GPU takes blocks of up to 2**20 pixels (a 512² tile at once, few kernel launches).
         step = (max(1, self.block_pixels) * torch.get_num_threads() if x.device.type == "cpu"
                 else 1 << 20)
-        row_taps = x.new_empty(min(n, step) + 2 * r, k * o)
+        operand = x.new_empty(min(n, step), k * c)
         for i in range(b):
             out, weights = y[i].view(n, o), mod[i].view(n, k * k)
             for s in range(0, n, step):
@@ -195,13 +200,13 @@ class LAGConv2d(nn.Module):
                     acc.copy_(biases[i].expand(m, o))
                 if residual is not None:
                     acc.add_(residual[i, s:s + m])
-                taps = row_taps[:m + 2 * r]
+                weighted = operand[:m]
                 for dy in range(k):
                     window = _rows(rows[i], s + (dy - r) * w - r, m + 2 * r)
-                    torch.mm(window, kernel[dy], out=taps)
                     for dx in range(k):
-                        acc.addcmul_(taps[dx:dx + m, dx * o:(dx + 1) * o],
-                                     wts[:, dy * k + dx:dy * k + dx + 1])
+                        torch.mul(window[dx:dx + m], wts[:, dy * k + dx:dy * k + dx + 1],
+                                  out=weighted[:, dx * c:(dx + 1) * c])
+                    acc.addmm_(weighted, kernel[dy])
                 if relu:
                     acc.relu_()
         y = y.permute(0, 3, 1, 2)
@@ -220,9 +225,10 @@ class LAGConv2d(nn.Module):
                 mean.narrow(axis, j, 1).mul_(k / inside)
         return mean
 
-    #: Pixels per block of :meth:`_forward_taps` and CPU thread: a block's partial products
-    #: (about ``block_pixels * (k + 2) * out`` floats per thread) stay in the cores' L2 caches
-    #: (2048 was fastest at 1 thread, 2 x 2048 at 2, against 1024-8192; ``speed_17e.md``).
+    #: Pixels per block of :meth:`_forward_taps` and CPU thread: a block's operands (about
+    #: ``block_pixels * (k + 2) * c`` floats per thread) stay in the cores' L2 caches (2048
+    #: was fastest at 1 thread, 2 x 2048 at 2, against 1024-8192; ``speed_17e.md``,
+    #: ``speed_17f.md``).
     block_pixels: int = 2048
 
     def extra_repr(self) -> str:
