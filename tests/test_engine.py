@@ -131,6 +131,55 @@ def test_nodata_patches_are_never_selected():
     assert report["sampling"]["patches_valid"] < report["sampling"]["patches_total"]
 
 
+@pytest.mark.parametrize("choice", ["adapted", "direct"])
+@pytest.mark.parametrize(("size", "covered"), [(128, True), (640, False)])
+def test_compare_takes_the_direct_product_from_the_adapted_pass(size, covered, choice,
+                                                                 monkeypatch):
+    """Comparing with an adapter that leaves the extractor alone costs no second inference:
+    both products come out of one extractor pass (no *direct_infer* stage); the direct one is
+    direct transfer's, and the product and the decision are those of a run that does not
+    compare (the check windows of a scene they do not cover are fused on their own in both).
+    ``choice="direct"`` forces the decision to keep the source network."""
+    from dataclasses import replace
+
+    from tta.engine import decision
+
+    assert decision.windows_cover(size, size, 4) is covered
+    if choice == "direct":
+        real = decision.decide
+        monkeypatch.setattr(decision, "decide",
+                            lambda *a, **k: replace(real(*a, **k), choice="direct"))
+    scene = _scene(size=size)
+    cfg = {**FAST, "tile": 256}
+    compared = adapt_scene(_model(), scene, adapter="ft", compare=True, **cfg)
+    alone = adapt_scene(_model(), scene, adapter="ft", **cfg)
+    direct, _ = adapt(_model(), scene, adapter="none", **cfg)
+    assert "direct_infer" not in compared.report["timings"]
+    np.testing.assert_allclose(compared.direct, direct, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(compared.fused, alone.fused, rtol=1e-5, atol=1e-3)
+    assert compared.report["decision"] == alone.report["decision"]
+    assert compared.report["decision"]["choice"] == choice
+    assert not np.shares_memory(compared.direct, compared.fused)
+    if choice == "direct":
+        np.testing.assert_array_equal(compared.fused, compared.direct)
+    metrics = compared.report["metrics"]
+    assert (metrics["direct"]["fr"] == metrics["adapted"]["fr"]) is (choice == "direct")
+
+
+@pytest.mark.parametrize("overrides", [{"adapter": "full"}, {"adapter": "ft", "decide": False}])
+def test_compare_fuses_direct_on_its_own_without_a_shared_pass(overrides):
+    """An adapter that trains the extractor, or a run without the decision (whose working
+    network is adapted in place), fuses the direct product by itself: direct transfer's."""
+    scene = _scene()
+    res = adapt_scene(_model(), scene, compare=True, **{**FAST, **overrides})
+    direct, _ = adapt(_model(), scene, adapter="none", **FAST)
+    np.testing.assert_allclose(res.direct, direct, rtol=1e-6, atol=1e-4)
+    chose_direct = (res.report["decision"] or {}).get("choice") == "direct"
+    assert ("direct_infer" in res.report["timings"]) is not chose_direct
+    if chose_direct:
+        np.testing.assert_array_equal(res.fused, res.direct)
+
+
 def test_receptive_radius_of_a_known_net():
     net = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)])
     torch.nn.init.constant_(net[0].weight, 0.1)

@@ -326,7 +326,7 @@ def adapt_scene(model: nn.Module, scene: SceneLike, *, config: AdaptConfig | Non
         _select(run, interface, compare)
         _fit(run)
     chosen = _choose(run, fuse)
-    _infer(run, chosen, fuse)
+    _infer(run, chosen, fuse, compare)
     report = _report(run, plan)
     if compare:
         _evaluate(run, report)
@@ -354,6 +354,8 @@ class _Run:
         direct, fused: The direct-transfer fusion (when comparing) and the product, DN.
         both: Both candidates' whole-scene fusions ``(2C, H, W)`` (direct, adapted;
             normalised), when the decision scored windows cut from them.
+        pair: Both candidates from one extractor pass (:func:`_paired_fn`), when the
+            decision built it.
     """
 
     scene: SceneLike
@@ -377,6 +379,7 @@ class _Run:
     direct: np.ndarray | None = None
     fused: np.ndarray | None = None
     both: np.ndarray | None = None
+    pair: Any = None
 
     @property
     def ratio(self) -> int:
@@ -440,7 +443,10 @@ def _seeded(seed: int):
 
 
 def _select(run: _Run, interface: str | None, compare: bool) -> None:
-    """The *sample* and *decompose* stages, and the direct-transfer fusion when comparing."""
+    """The *sample* and *decompose* stages, and the direct-transfer fusion when comparing
+    without a decision (the working copy is adapted in place then; with a decision the
+    direct network is kept and :func:`_infer` fuses it, with the adapted one when both come
+    from one extractor pass)."""
     cfg, clock = run.cfg, run.clock
     with clock.stage("sample"):
         run.patches = _sample(run.scene, run.inputs, cfg, run.device)
@@ -448,7 +454,7 @@ def _select(run: _Run, interface: str | None, compare: bool) -> None:
         run.dec = decompose(run.model, n_bands=run.n_bands, ratio=run.ratio,
                             interface=interface, forward_fn=run.rt.forward_fn,
                             probe=tuple(t[:1] for t in run.patches.triple))
-    if compare:
+    if compare and not cfg.decide:
         with clock.stage("direct_infer"):
             run.direct = _fuse(partial(run.rt.run, run.model), run.inputs, cfg, run.n_bands,
                                run.ratio, run.device, run.progress)[0]
@@ -501,7 +507,8 @@ def _choose(run: _Run, fuse: bool) -> Any:
     elif cfg.decide:
         from tta.engine.decision import windows_cover
 
-        pair = _paired_fn(run.dec, run.source, run.adapter, run.rt) if run.split else None
+        pair = run.pair = (_paired_fn(run.dec, run.source, run.adapter, run.rt)
+                           if run.split else None)
         if pair is not None and windows_cover(*run.inputs.pan.shape[-2:], run.ratio):
             # also without ``fuse``: the decision is then the one a fused run makes (the
             # streaming path adapts on the scene this way and fuses it by blocks)
@@ -514,23 +521,35 @@ def _choose(run: _Run, fuse: bool) -> Any:
     return run_direct if run.use_direct else run_adapted
 
 
-def _infer(run: _Run, chosen: Any, fuse: bool) -> None:
+def _infer(run: _Run, chosen: Any, fuse: bool, compare: bool = False) -> None:
     """The *infer* stage: the chosen network's tiling and (``fuse``) whole-scene fusion, in
-    DN (the direct fusion of a comparison is reused when the direct network was chosen)."""
-    cfg, inputs, dev = run.cfg, run.inputs, run.device
+    DN; when comparing, the direct fusion too: cut from both candidates' fusions when they
+    come from one extractor pass (one tiled pass for the two), else fused on its own
+    (*direct_infer*) unless the direct network was chosen."""
+    cfg, inputs, dev, c = run.cfg, run.inputs, run.device, run.n_bands
+    direct_fn = partial(run.rt.run, run.source)
     with run.clock.stage("infer"):
+        if (compare and fuse and run.direct is None and run.both is None
+                and run.pair is not None):
+            run.both, run.inference = _fuse_both(run.pair, run)
         if not fuse:
-            fused, run.inference = None, _tiles(chosen, inputs, cfg, run.n_bands, run.ratio,
-                                                dev)
+            fused, run.inference = None, _tiles(chosen, inputs, cfg, c, run.ratio, dev)
         elif run.use_direct and run.direct is not None:
             fused = run.direct.copy()
-            run.inference = _tiles(chosen, inputs, cfg, run.n_bands, run.ratio, dev)
+            run.inference = _tiles(chosen, inputs, cfg, c, run.ratio, dev)
         elif run.both is not None:  # fused by both candidates already (see _choose)
-            fused = np.ascontiguousarray(run.both[:run.n_bands] if run.use_direct
-                                         else run.both[run.n_bands:])
+            fused = np.ascontiguousarray(run.both[:c] if run.use_direct else run.both[c:])
+            if compare and run.direct is None:
+                run.direct = run.both[:c] if not run.use_direct else fused.copy()
         else:
-            fused, run.inference = _fuse(chosen, inputs, cfg, run.n_bands, run.ratio, dev,
-                                         run.progress)
+            fused, run.inference = _fuse(chosen, inputs, cfg, c, run.ratio, dev, run.progress)
+    if compare and run.direct is None:
+        if run.use_direct and fused is not None:
+            run.direct = fused.copy()
+        else:
+            with run.clock.stage("direct_infer"):
+                run.direct = _fuse(direct_fn, inputs, cfg, c, run.ratio, dev,
+                                   run.progress)[0]
     run.both = None
     run.fused = None if fused is None else _to_dn(fused, inputs.scale, run.scene.nodata)
     if run.direct is not None:
