@@ -16,13 +16,14 @@ block's pixels), measured alternately with it:
   operands (per tap, its shifted input times its LCA weight: 9 ``mul`` into a
   ``(pixels, 3c)`` buffer per kernel row), the row matmuls (3 ``addmm``, ``K = 3c``, into the
   block), both interleaved as shipped, the GH term with bias, residual and ReLU (``mm`` and
-  3 passes), and, on the whole tile and scaled, the LCA generator (3x3 conv, ReLU, 1x1,
-  sigmoid) and the GH box mean (depthwise 3x3);
+  3 passes), and, on the whole tile and scaled, the LCA generator (3x3 conv with its ReLU,
+  1x1 with its sigmoid: oneDNN post-ops on CPU float32) and the GH box mean (depthwise 3x3);
 * **other forms** of the weighting plus matmuls (same sums): the tap products (per kernel
   row one ``mm`` with ``K = c``, ``N = 3 out`` for all its taps, then 9 ``addcmul`` of the
   shifted products: the form before 2026-12-07), the same transposed (pixels innermost, one
   transposed add back), and with ``--compile`` the products' weighting and the epilogue
-  fused by ``torch.compile`` (Inductor).
+  fused by ``torch.compile`` (Inductor); and the LCA generator unfused (each activation a
+  pass of its own, the form before 2026-12-07).
 
 *Bound*: the layer's FLOPs (its autograd ``unfold`` form, ``torch.utils.flop_counter``) over
 the time of its shipped parts from cache (weighting + matmuls, GH, LCA generator, box mean), as
@@ -43,10 +44,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import device_name, result_folder, write_results  # noqa: E402
 from bench_roofline import DenseReference, load_network, tile_inputs  # noqa: E402
+
+from pretrained.lagconv import _conv_act  # noqa: E402
 
 
 def per_call(fn: Callable[[], object], calls: int) -> float:
@@ -203,8 +207,13 @@ def measure(tile: int, repeats: int, compile_: bool, say: Callable[[str], None])
     def whole_layer() -> None:
         layer(hidden, residual=x, relu=True)
 
-    def lca() -> None:
-        layer.modulation(x)
+    def lca() -> None:  # as shipped: each convolution with its activation fused (oneDNN)
+        _conv_act(_conv_act(x, layer.lca1, "relu"), layer.lca2, "sigmoid")
+
+    def lca_unfused() -> None:  # the convolution, then the activation in place
+        hidden = torch.relu_(layer.lca1(x)).contiguous(memory_format=torch.channels_last)
+        F.linear(hidden.permute(0, 2, 3, 1), layer.lca2.weight.flatten(1),
+                 layer.lca2.bias).sigmoid_()
 
     def box() -> None:
         layer._box_mean(x)
@@ -217,6 +226,8 @@ def measure(tile: int, repeats: int, compile_: bool, say: Callable[[str], None])
         "GH, bias, residual, ReLU": (blk.gh_term, 1, "parts, in cache"),
         "LCA generator": (lca, blocks_per_tile, "parts, on the tile (per block)"),
         "GH box mean": (box, blocks_per_tile, "parts, on the tile (per block)"),
+        "LCA generator, unfused": (lca_unfused, blocks_per_tile,
+                                   "other form of the LCA generator (before 2026-12-07)"),
         "tap products": (tap_products(blk), 1, "other form of weighting + matmuls"),
         "channels-first products": (channels_first(blk), 1,
                                     "other form of weighting + matmuls"),

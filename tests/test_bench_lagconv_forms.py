@@ -71,6 +71,7 @@ def test_main_writes_rows_and_bound(tmp_path):
     assert saved["flops_per_pixel"] == 2 * (9 * 32 * 32 + 9 * 32 * 16 + 16 * 9 + 32 * 32)
     names = [r["name"] for r in saved["rows"]]
     assert names[0] == "layer" and "weighting + matmuls" in names and "tap products" in names
+    assert "LCA generator, unfused" in names
     assert all(r["x_dense"] > 0 for r in saved["rows"])
     parts = sum(r["x_dense"] for r in saved["rows"] if r["name"] in (
         "weighting + matmuls", "GH, bias, residual, ReLU", "LCA generator", "GH box mean"))

@@ -1,8 +1,9 @@
 """The inference forms of the zoo networks equal their training forms.
 
-LAGConv's inference form (per-tap matmuls on a row-padded channels-last buffer) against its
-``unfold`` form, which autograd uses; channels-last inputs (what the tiled inference feeds)
-against the default layout for every zoo network; the layout each network hands back.
+LAGConv's inference form (per kernel row, one matmul of the channels-last input's shifted
+slices times their LCA weights) against its ``unfold`` form, which autograd uses;
+channels-last inputs (what the tiled inference feeds) against the default layout for every zoo
+network; the layout each network hands back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from _inputs import random_inputs
 import pretrained
 from pretrained._base import same_layout
 from pretrained.diffusion import ChannelNorm
-from pretrained.lagconv import LAGBlock, LAGConv2d
+from pretrained.lagconv import _ONEDNN_CONV_ACT, LAGBlock, LAGConv2d, _conv_act
 
 CL = torch.channels_last
 
@@ -154,3 +155,29 @@ def test_same_layout():
     assert same_layout(cl, plain).is_contiguous()
     one_band = torch.rand(1, 1, 4, 4)  # ambiguous layout: counts as the default one
     assert same_layout(cl, one_band).is_contiguous()
+
+
+def test_lca_convolution_with_its_activation_fused(monkeypatch):
+    """On CPU float32 the LCA generator's convolutions take their ReLU / sigmoid as a oneDNN
+    post-op (when the build has it): equal to the convolution then the activation; float64
+    takes the plain path, exactly."""
+    from pretrained import lagconv
+
+    calls: list[str] = []
+    if _ONEDNN_CONV_ACT is not None:
+        monkeypatch.setattr(lagconv, "_ONEDNN_CONV_ACT",
+                            lambda *a: calls.append(a[7]) or _ONEDNN_CONV_ACT(*a))
+    layer = _lagconv(6, 6, 3, "local")
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
+    with torch.inference_mode():
+        hidden = _conv_act(x, layer.lca1, "relu")
+        assert torch.equal(hidden, torch.relu(layer.lca1(x))) and calls == []
+        assert hidden.is_contiguous(memory_format=CL)
+        layer, x = layer.float(), x.float()
+        for conv, act, inp in ((layer.lca1, torch.relu, x),
+                               (layer.lca2, torch.sigmoid, torch.relu(layer.lca1(x)))):
+            got = _conv_act(inp, conv, act.__name__)
+            torch.testing.assert_close(got, act(conv(inp)), rtol=1e-5, atol=1e-6)
+            assert got.is_contiguous(memory_format=CL)
+    fused = _ONEDNN_CONV_ACT is not None and torch.backends.mkldnn.is_available()
+    assert calls == (["relu", "sigmoid"] if fused else [])
