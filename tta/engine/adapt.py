@@ -751,6 +751,8 @@ def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
     direct network, and the report says at which step."""
     from tqdm.auto import tqdm
 
+    from tta.engine.optim import AdamW
+
     p, cache, pairs, rr_cache = data.patches, data.cache, data.rr, data.rr_cache
     split = cache.split
     rr_border = p.pan.shape[-1] // p.ms.shape[-1]  # one MS pixel of the degraded pairs
@@ -760,8 +762,7 @@ def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
         {"params": [q for q in params if id(q) not in own], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
-    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate,
-                            fused=rt.device.type == "cuda" or None)
+    opt = AdamW(groups, lr=cfg.learning_rate, fused=rt.device.type == "cuda" or None)
     n = len(p)
     bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -813,7 +814,7 @@ def _train(dec: Decomposition, adapter: AdapterLike, params: list[nn.Parameter],
         adapter.set_condition(b_ms, b_pan, b_lms)
         loss, parts = step_fn(b_ms, b_pan, b_lms, b.reference, b.features, b.rest,
                               pick(data.rho_max))
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.detach())
