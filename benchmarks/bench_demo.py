@@ -10,8 +10,8 @@ Per round and tree (``--trees``: checkouts to compare, default this one; each ru
 once by this tree's `tta degrade`) and the full-resolution job (`tta adapt` on the scene,
 with `--report`), as `make demo` runs them (`--compare` on: the CLI's default). Trees
 alternate within each round so that machine load shifts every tree alike. Records each
-job's wall time and its report's stage timings and decision; writes ``demo.{json,md}``
-(``--stem``) in ``benchmarks/results/<date>-cpu/``.
+job's wall time, its report's stage timings and decision, each tree named by its commit;
+writes ``demo.{json,md}`` (``--stem``) in ``benchmarks/results/<date>-cpu/``.
 """
 
 from __future__ import annotations
@@ -45,25 +45,48 @@ def tta(tree: Path, args: list[str], threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(trees: list[Path], rounds: int, scene: Path, model: str, adapter: str,
+def tree_label(tree: Path) -> str:
+    """The tree's commit (``+changes`` when tracked files differ from it), else its folder
+    name: results name what ran, not where it sat on this machine."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
+                         else "")
+    except (OSError, subprocess.CalledProcessError):
+        return tree.name
+
+
+def scene_label(scene: Path) -> str:
+    """``scene`` relative to the repository (``../shared/data/...``) when it lies beside it,
+    else its file name."""
+    scene = scene.resolve()
+    return (os.path.relpath(scene, ROOT) if scene.is_relative_to(ROOT.parent)
+            else scene.name)
+
+
+def measure(trees: dict[Path, str], rounds: int, scene: Path, model: str, adapter: str,
             threads: int) -> list[dict]:
-    """One row per tree, round and job."""
+    """One row per tree (folder: label), round and job."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         reduced = Path(tmp) / "reduced.h5"
-        tta(trees[0], ["degrade", str(scene), "-o", str(reduced), "--overwrite"], threads)
+        tta(next(iter(trees)), ["degrade", str(scene), "-o", str(reduced), "--overwrite"], threads)
         for rnd in range(1, rounds + 1):
-            for i, tree in enumerate(trees):
+            for i, (tree, label) in enumerate(trees.items()):
                 for job, target in (("reduced", reduced), ("full", scene)):
                     out, report = Path(tmp) / f"{i}_{job}.h5", Path(tmp) / f"{i}_{job}.json"
                     wall = tta(tree, ["adapt", "--model", model, "--adapter", adapter,
                                       "--target", str(target), "-o", str(out), "--overwrite",
                                       "--report", str(report)], threads)
                     rep = json.loads(report.read_text())
-                    rows.append({"tree": str(tree), "round": rnd, "job": job, "wall_s": wall,
+                    rows.append({"tree": label, "round": rnd, "job": job, "wall_s": wall,
                                  "timings": rep["timings"],
                                  "choice": (rep.get("decision") or {}).get("choice")})
-                    print(f"round {rnd} {tree.name} {job}: {wall:.2f} s", flush=True)
+                    print(f"round {rnd} {label} {job}: {wall:.2f} s", flush=True)
     return rows
 
 
@@ -104,12 +127,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"Error: scene {args.scene} not found (--scene)")
     torch.set_num_threads(args.threads)  # for the device label
     load_start = round(os.getloadavg()[0], 2)
-    rows = measure([t.resolve() for t in args.trees], args.rounds, args.scene, args.model,
-                   args.adapter, args.threads)
+    trees = {t.resolve(): tree_label(t.resolve()) for t in args.trees}
+    rows = measure(trees, args.rounds, args.scene, args.model, args.adapter, args.threads)
     meta = {"date": dt.date.today().isoformat(), "device": device_name(torch.device("cpu")),
-            "torch": torch.__version__, "threads": args.threads, "scene": str(args.scene),
+            "torch": torch.__version__, "threads": args.threads, "scene": scene_label(args.scene),
             "model": args.model, "adapter": args.adapter,
-            "trees": [str(t.resolve()) for t in args.trees], "load_start": load_start,
+            "trees": list(trees.values()), "load_start": load_start,
             "load_end": round(os.getloadavg()[0], 2), "rows": rows}
     write_results(result_folder(torch.device("cpu"), args.out), args.stem, meta, markdown(meta))
     return meta

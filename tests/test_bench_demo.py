@@ -24,4 +24,9 @@ def test_demo_jobs_are_timed_with_their_stages(tmp_path):
         assert row["wall_s"] > row["timings"]["adapt_and_infer"] > 0
         assert "direct_infer" not in row["timings"]  # lagconv + ft: one pass for both
         assert row["choice"] in ("adapted", "direct")
-    assert "| reduced |" in (folder / "toy.md").read_text()
+    md = (folder / "toy.md").read_text()
+    assert "| reduced |" in md
+    # named by commit and file name, not by where they sit on this machine
+    assert saved["scene"] == "toy.h5" and saved["trees"] == [bench_demo.tree_label(bench_demo.ROOT)]
+    for text in (md, (folder / "toy.json").read_text()):
+        assert str(tmp_path) not in text and str(bench_demo.ROOT) not in text
