@@ -155,7 +155,7 @@ class LAGConv2d(nn.Module):
         is complete. Equal to :meth:`_forward_unfold` up to float rounding (sums in another
         order; within 1e-12 in float64). The output has the input's memory format.
         (Weighting the input per tap costs as much as weighting the products of ``k`` taps
-        per row, and lets the matmul accumulate: 2-4 % faster, ``bench_lagconv_forms.py``.)
+        per row, and lets the matmul accumulate: 2-4 % faster, ``speed_17f.md``.)
         """
         b, c, h, w = x.shape
         k, o, r = self.kernel_size, self.out_channels, self.kernel_size // 2
